@@ -1,0 +1,103 @@
+# callhook container image.
+#
+#   docker build -t callhook .
+#   docker build --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" -t callhook .
+#
+# Two stages: a full Rust toolchain to compile, and a slim Debian runtime that
+# carries only the binary and the CA bundle.
+
+# ---------------------------------------------------------------------------
+# Builder
+# ---------------------------------------------------------------------------
+# The toolchain must satisfy rust-version in Cargo.toml. The bookworm variant is
+# chosen so the binary links against the same glibc as the runtime stage; the
+# slim image already ships gcc/libc6-dev, which ring and aws-lc-sys need (no
+# cmake, no OpenSSL: TLS is rustls).
+FROM rust:1.95-slim-bookworm AS builder
+
+WORKDIR /build
+
+# No query!() macros are used, but if one ever appears it must fail the image
+# build loudly rather than try to reach a database that is not there.
+ENV SQLX_OFFLINE=true \
+    CARGO_TERM_COLOR=never
+
+# Dependency caching, "dummy main" style (chosen over cargo-chef so the build
+# does not first compile an extra tool): compile every dependency against the
+# real Cargo.toml/Cargo.lock with placeholder sources. This layer is reused
+# until the manifest or lockfile changes, so an edit under src/ only recompiles
+# callhook itself instead of ~300 crates.
+# The placeholder crate's own artifacts are then removed with `cargo clean -p`:
+# COPY keeps the build context's mtimes, so real sources older than this layer
+# would otherwise look up to date and the dummy binary would be shipped.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src \
+    && printf 'fn main() {}\n' > src/main.rs \
+    && : > src/lib.rs \
+    && cargo build --release --locked \
+    && cargo clean --release --package callhook \
+    && rm -rf src
+
+# Everything the crate reads at compile time: sqlx::migrate!() embeds
+# migrations/ and include_str! embeds config.toml, so both must be here.
+COPY src ./src
+COPY migrations ./migrations
+COPY config.toml ./
+
+# Copy the binary out of target/ here so the runtime stage does not depend on
+# cargo's target layout.
+RUN cargo build --release --locked \
+    && install -m 0755 target/release/callhook /usr/local/bin/callhook
+
+# ---------------------------------------------------------------------------
+# Runtime
+# ---------------------------------------------------------------------------
+FROM debian:bookworm-slim AS runtime
+
+# ca-certificates is the only runtime dependency: outbound TLS (rustls) is
+# verified against the system roots.
+# A fixed numeric uid/gid lets orchestrators verify runAsNonRoot and lets
+# mounted files be chowned predictably.
+# DL3008 (pin apt versions) is ignored on purpose: bookworm's archive carries
+# only the current ca-certificates, so a pin would break the build at the next
+# point release, and picking up refreshed CA roots is what we want.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 callhook \
+    && useradd --system --uid 10001 --gid 10001 \
+        --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin callhook
+
+COPY --from=builder /usr/local/bin/callhook /usr/local/bin/callhook
+
+# Numeric, not the name: runAsNonRoot checks cannot resolve names.
+USER 10001:10001
+
+# Container log collectors expect one JSON object per line.
+ENV CALLHOOK_LOG__FORMAT=json
+
+EXPOSE 8080
+
+# callhook shuts down gracefully on SIGTERM. It runs as PID 1 without an init
+# shim because it handles the signal itself and spawns no children.
+STOPSIGNAL SIGTERM
+
+# The binary is its own probe client, so the image needs no curl/wget. It hits
+# http://127.0.0.1:8080/healthz; pass --url if serve is given another --listen.
+# start-period covers database creation and migrations at startup.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["callhook", "healthcheck"]
+
+# Placed last so that changing them never invalidates the layers above.
+ARG VERSION=dev
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="callhook" \
+      org.opencontainers.image.description="Receives Huawei Cloud VoiceCall status and CDR callbacks into PostgreSQL" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
+
+ENTRYPOINT ["callhook"]
+CMD ["serve"]

@@ -1,0 +1,108 @@
+//! The command line: `serve` (the default), `migrate`, `healthcheck`.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    app::{Application, shutdown_signal},
+    config::Config,
+    store, telemetry,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "callhook",
+    version,
+    about = "Receives Huawei Cloud VoiceCall status and CDR callbacks into PostgreSQL"
+)]
+pub struct Cli {
+    /// Configuration file layered over the defaults (see config.toml).
+    #[arg(long, env = "CALLHOOK_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive callbacks (the default).
+    Serve {
+        /// Address to listen on, overriding `listen` of the configuration.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Create the database if missing and apply the migrations, then exit.
+    Migrate,
+    /// Exit 0 if the service answers 200 at URL (for container health checks; needs no curl).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let command = cli.command.unwrap_or(Command::Serve { listen: None });
+    if let Command::Healthcheck { url } = &command {
+        return healthcheck(url).await;
+    }
+    let mut config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("callhook: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init(&config.log);
+    let result = match command {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            serve(config).await
+        }
+        Command::Migrate => migrate(config).await,
+        Command::Healthcheck { .. } => unreachable!("handled above"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "callhook failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let app = Application::build(config).await?;
+    tracing::info!(addr = %app.local_addr(), "listening");
+    app.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn migrate(mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    config.database.create_if_missing = true;
+    let pool = store::connect(&config.database).await?;
+    store::migrate(&pool).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn healthcheck(url: &str) -> ExitCode {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build();
+    let ok = match client {
+        Ok(client) => client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success()),
+        Err(_) => false,
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,249 @@
+//! Configuration: one struct, loaded once at start.
+//!
+//! Defaults live only in the top-level `config.toml`, which is embedded here; see that file for
+//! the meaning of every key.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The embedded `config.toml`: the base layer, and so the one place defaults are written.
+pub const DEFAULT_CONFIG: &str = include_str!("../config.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration file {0} does not exist")]
+    MissingFile(String),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub public_base_url: String,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub signature: SignatureConfig,
+    pub apps: Vec<AppCredentials>,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub statement_timeout_ms: u64,
+    pub create_if_missing: bool,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub body_limit_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub shutdown_timeout_ms: u64,
+    pub retry_after_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureMode {
+    Off,
+    Observe,
+    Enforce,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignedUrl {
+    Request,
+    Fee,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CreatedTimeZone {
+    Utc,
+    Beijing,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureConfig {
+    pub mode: SignatureMode,
+    pub digest_variants: Vec<crate::platform::signature::DigestVariant>,
+    pub signed_urls: Vec<SignedUrl>,
+    pub created_time_zones: Vec<CreatedTimeZone>,
+    pub clock_skew_secs: u64,
+}
+
+/// An application's key and its secrets. `SecretString` keeps the secrets out of `Debug` output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppCredentials {
+    pub key: String,
+    pub secrets: Vec<SecretString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+impl Config {
+    /// Embedded defaults, then the optional file, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.display().to_string()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment
+            .merge(Env::prefixed("CALLHOOK_").split("__").ignore(&["config"]))
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database.url".into()),
+            );
+        Self::from_figment(figment)
+    }
+
+    /// The embedded defaults alone: what tests start from.
+    pub fn defaults() -> Self {
+        Self::from_figment(Figment::from(Toml::string(DEFAULT_CONFIG)))
+            .expect("the embedded config.toml is valid")
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Self = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections must be at least 1");
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return invalid("http.body_limit_bytes must be at least 1024");
+        }
+        if self.signature.digest_variants.is_empty() {
+            return invalid("signature.digest_variants must name at least one variant");
+        }
+        if self.signature.signed_urls.is_empty() {
+            return invalid("signature.signed_urls must name at least one URL");
+        }
+        if self.signature.created_time_zones.is_empty() {
+            return invalid("signature.created_time_zones must name at least one zone");
+        }
+        if self.public_base_url.ends_with('/') {
+            return invalid("public_base_url must not end with '/'");
+        }
+        for app in &self.apps {
+            if app.key.is_empty() || app.secrets.is_empty() {
+                return invalid("every [[apps]] entry needs a key and at least one secret");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DatabaseConfig {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+impl HttpConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+// figment::Jail's closures must return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_load_and_validate() {
+        let config = Config::defaults();
+        assert_eq!(config.listen.port(), 8080);
+        assert_eq!(config.signature.mode, SignatureMode::Observe);
+        assert!(config.apps.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys_and_supplies_secrets() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CALLHOOK_SIGNATURE__MODE", "enforce");
+            jail.set_env(
+                "CALLHOOK_APPS",
+                r#"[{key="AppKeyMixedCase", secrets=["s3cret", "old"]}]"#,
+            );
+            jail.set_env("DATABASE_URL", "postgres://elsewhere/db");
+            let config = Config::load(None).expect("loads");
+            assert_eq!(config.signature.mode, SignatureMode::Enforce);
+            assert_eq!(config.database.url, "postgres://elsewhere/db");
+            assert_eq!(config.apps[0].key, "AppKeyMixedCase");
+            assert_eq!(config.apps[0].secrets[1].expose_secret(), "old");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "CALLHOOK_APPS",
+                r#"[{key="k", secrets=["do-not-print-me"]}]"#,
+            );
+            let config = Config::load(None).expect("loads");
+            assert!(!format!("{config:?}").contains("do-not-print-me"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CALLHOOK_HTTP__BODY_LIMT_BYTES", "10");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,21 @@
+//! callhook: receives Huawei Cloud VoiceCall status and CDR callbacks and keeps them in
+//! PostgreSQL. See ARCHITECTURE.md for the data flow.
+
+/// Startup, shared state, graceful shutdown.
+pub mod app;
+/// The command line (`serve`, `migrate`, `healthcheck`).
+pub mod cli;
+/// Configuration, loaded once (`config.toml` holds every default).
+pub mod config;
+/// HTTP handlers and middleware; errors become responses here.
+pub mod http;
+/// One transaction per callback: nonce, typed rows, raw row.
+pub mod ingest;
+/// Metric names and the Prometheus recorder.
+pub mod metrics;
+/// Wire formats, signatures and times of the platform; no I/O.
+pub mod platform;
+/// PostgreSQL: pool, migrations, one module per table.
+pub mod store;
+/// Logging setup and phone-number masking.
+pub mod telemetry;

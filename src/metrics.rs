@@ -1,0 +1,69 @@
+//! Prometheus metrics: names in one place, the recorder installed once per process.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Callbacks answered, by `kind` (status, fee, unknown) and `outcome` (stored, duplicate,
+/// partial, rejected, unauthorized, unavailable, error).
+pub const CALLBACKS_TOTAL: &str = "callhook_callbacks_total";
+/// Redelivered status events and CDRs that were recognised and not stored again, by `kind`.
+pub const DUPLICATES_TOTAL: &str = "callhook_duplicates_total";
+/// Refused requests, by `reason` (the error code of the answer).
+pub const REJECTIONS_TOTAL: &str = "callhook_rejections_total";
+/// Signature verdicts, by `verdict`.
+pub const SIGNATURE_VERDICTS_TOTAL: &str = "callhook_signature_verdicts_total";
+/// CDRs seen in fee lists, by `outcome` (stored, duplicate, rejected).
+pub const CDR_RECORDS_TOTAL: &str = "callhook_cdr_records_total";
+/// Time from receiving a callback to answering it, by `kind`.
+pub const CALLBACK_DURATION_SECONDS: &str = "callhook_callback_duration_seconds";
+/// Database pool connections, by `state` (idle, in_use).
+pub const DB_POOL_CONNECTIONS: &str = "callhook_db_pool_connections";
+/// Configured maximum pool size.
+pub const DB_POOL_MAX_CONNECTIONS: &str = "callhook_db_pool_max_connections";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The process-wide recorder. Installed on first use; later calls (several apps in one test
+/// process) share it.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(CALLBACK_DURATION_SECONDS.to_owned()),
+                    LATENCY_BUCKETS,
+                )
+                .expect("buckets are not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(CALLBACKS_TOTAL, "Callbacks answered, by kind and outcome.");
+    describe_counter!(
+        DUPLICATES_TOTAL,
+        "Redelivered status events and CDRs not stored again, by kind."
+    );
+    describe_counter!(REJECTIONS_TOTAL, "Refused callback requests, by reason.");
+    describe_counter!(SIGNATURE_VERDICTS_TOTAL, "Callback signature verdicts.");
+    describe_counter!(CDR_RECORDS_TOTAL, "CDRs received in fee lists, by outcome.");
+    describe_histogram!(
+        CALLBACK_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Callback handling time, by kind."
+    );
+    describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state.");
+    describe_gauge!(
+        DB_POOL_MAX_CONNECTIONS,
+        "Configured maximum database pool size."
+    );
+}

@@ -1,0 +1,698 @@
+//! Callback bodies the platform pushes (spec §1.5 status events, §1.6 fee lists): typed, with
+//! every documented field, unknown fields kept, and parse errors that name the field.
+//!
+//! The structs below are the field table: storage and documentation follow them.
+
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Map, Value, value::RawValue};
+use sha2::{Digest, Sha256};
+
+use super::lenient::{opt_i32, opt_string};
+
+/// The platform pushes at most this many CDRs in one fee list (spec §1.4).
+pub const MAX_FEE_RECORDS: usize = 50;
+
+/// `eventType` values (spec §1.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    Callout,
+    Alerting,
+    Answer,
+    CollectInfo,
+    Disconnect,
+    Fee,
+}
+
+impl EventType {
+    pub const ALL: [Self; 6] = [
+        Self::Callout,
+        Self::Alerting,
+        Self::Answer,
+        Self::CollectInfo,
+        Self::Disconnect,
+        Self::Fee,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Callout => "callout",
+            Self::Alerting => "alerting",
+            Self::Answer => "answer",
+            Self::CollectInfo => "collectInfo",
+            Self::Disconnect => "disconnect",
+            Self::Fee => "fee",
+        }
+    }
+
+    /// Case-sensitive, like every field name of the platform (spec §1.1).
+    pub fn from_wire(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
+}
+
+/// `statusInfo` of a status event (`CallStatusInfo`, spec §1.5): the union over scenarios.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallStatusInfo {
+    /// Required; checked after parsing so that its absence gets its own error code.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub session_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub timestamp: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub caller: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub called: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub user_data: Option<String>,
+    /// String or integer: its type and values are ⚠ UNKNOWN, so it is kept as written.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub party_type: Option<String>,
+    #[serde(default, deserialize_with = "opt_i32")]
+    pub state_code: Option<i32>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub state_desc: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub digit_info: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub display_caller_num: Option<String>,
+    /// Fields the spec does not list, as received.
+    #[serde(skip)]
+    pub extra: Map<String, Value>,
+}
+
+/// One CDR of a fee list (`FeeInfo`, spec §1.6). Times stay strings here; storage parses them.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeeInfo {
+    #[serde(default, deserialize_with = "opt_i32")]
+    pub direction: Option<i32>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub sp_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub app_key: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub icid: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub bind_num: Option<String>,
+    /// Required; checked after parsing.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub session_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub caller_num: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub callee_num: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub fwd_display_num: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub fwd_dst_num: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub fwd_start_time: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub fwd_alerting_time: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub fwd_answer_time: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub call_end_time: Option<String>,
+    #[serde(default, deserialize_with = "opt_i32")]
+    pub fwd_unasw_rsn: Option<i32>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub fail_time: Option<String>,
+    #[serde(default, deserialize_with = "opt_i32")]
+    pub ul_fail_reason: Option<i32>,
+    #[serde(default, deserialize_with = "opt_i32")]
+    pub sip_status_code: Option<i32>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub call_out_start_time: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub call_out_alerting_time: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub call_out_answer_time: Option<String>,
+    #[serde(default, deserialize_with = "opt_i32")]
+    pub call_out_unasw_rsn: Option<i32>,
+    #[serde(rename = "dynIVRStartTime", default, deserialize_with = "opt_string")]
+    pub dyn_ivr_start_time: Option<String>,
+    #[serde(rename = "dynIVRPath", default, deserialize_with = "opt_string")]
+    pub dyn_ivr_path: Option<String>,
+    #[serde(default, deserialize_with = "opt_i32")]
+    pub record_flag: Option<i32>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub record_start_time: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub record_object_name: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub record_bucket_name: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub record_domain: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub record_file_download_url: Option<String>,
+    #[serde(default, deserialize_with = "opt_i32")]
+    pub tts_play_times: Option<i32>,
+    #[serde(default, deserialize_with = "opt_i32")]
+    pub tts_trans_duration: Option<i32>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub service_type: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub host_name: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub user_data: Option<String>,
+    /// Fields the spec does not list, as received.
+    #[serde(skip)]
+    pub extra: Map<String, Value>,
+}
+
+/// Why a body (or one record of a fee list) was refused. `field` is a path into the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    pub code: WireErrorCode,
+    pub field: Option<String>,
+    pub message: String,
+    /// For `InvalidRecords`: why each CDR was refused.
+    pub records: Vec<RecordError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireErrorCode {
+    InvalidJson,
+    NotAnObject,
+    MissingField,
+    InvalidField,
+    UnknownEventType,
+    EmptyBatch,
+    BatchTooLarge,
+    /// Every record of a fee list was refused; the per-record errors say why.
+    InvalidRecords,
+}
+
+impl WireErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::NotAnObject => "not_an_object",
+            Self::MissingField => "missing_field",
+            Self::InvalidField => "invalid_field",
+            Self::UnknownEventType => "unknown_event_type",
+            Self::EmptyBatch => "empty_batch",
+            Self::BatchTooLarge => "batch_too_large",
+            Self::InvalidRecords => "invalid_records",
+        }
+    }
+}
+
+impl WireError {
+    fn new(code: WireErrorCode, field: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            field: field.map(str::to_owned),
+            message: message.into(),
+            records: Vec::new(),
+        }
+    }
+}
+
+/// A status event, ready to store.
+#[derive(Debug, Clone)]
+pub struct StatusEvent {
+    pub event_type: EventType,
+    pub session_id: String,
+    pub info: CallStatusInfo,
+    /// SHA-256 over the event type and the canonical `statusInfo`: a redelivery has the same
+    /// fingerprint, while the two legs of a click-to-call differ in their numbers or times.
+    pub fingerprint: [u8; 32],
+}
+
+/// One accepted CDR of a fee list.
+#[derive(Debug, Clone)]
+pub struct FeeRecord {
+    /// Position in `feeLst`.
+    pub index: usize,
+    pub session_id: String,
+    pub info: FeeInfo,
+    /// With `session_id`, identifies the CDR across re-pushes: `icid:<icid>` when the platform
+    /// gives one, else `sha256:<hex of the canonical record>`.
+    pub dedup_key: String,
+}
+
+/// One refused CDR of a fee list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    pub index: usize,
+    pub error: WireError,
+}
+
+/// A fee list: the records that parsed, and those that did not (the batch policy is that
+/// good records are stored whatever happens to their neighbours).
+#[derive(Debug, Clone)]
+pub struct FeeBatch {
+    pub records: Vec<FeeRecord>,
+    pub rejected: Vec<RecordError>,
+}
+
+impl FeeBatch {
+    pub fn total(&self) -> usize {
+        self.records.len() + self.rejected.len()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Callback {
+    Status(Box<StatusEvent>),
+    Fee(FeeBatch),
+}
+
+/// What could be read of a body: its `eventType` as written (even when the rest failed), and
+/// the callback or the reason it was refused.
+#[derive(Debug)]
+pub struct Parsed {
+    pub event_type: Option<String>,
+    pub result: Result<Callback, WireError>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "eventType", default, borrow)]
+    event_type: Option<&'a RawValue>,
+    #[serde(rename = "statusInfo", default, borrow)]
+    status_info: Option<&'a RawValue>,
+    #[serde(rename = "feeLst", default, borrow)]
+    fee_lst: Option<&'a RawValue>,
+}
+
+/// Parses a callback body exactly as received.
+pub fn parse_callback(body: &[u8]) -> Parsed {
+    let mut event_type = None;
+    let result = parse_into(body, &mut event_type);
+    Parsed { event_type, result }
+}
+
+fn parse_into(body: &[u8], event_type_seen: &mut Option<String>) -> Result<Callback, WireError> {
+    let invalid_json = |error: serde_json::Error| {
+        WireError::new(
+            WireErrorCode::InvalidJson,
+            None,
+            format!("the body is not valid JSON: {error}"),
+        )
+    };
+    // serde would read a JSON array into the envelope positionally, so look before parsing.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(invalid_json)?;
+        return Err(WireError::new(
+            WireErrorCode::NotAnObject,
+            None,
+            "the body must be a JSON object",
+        ));
+    }
+    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(invalid_json)?;
+
+    let event_type = match envelope.event_type.filter(|raw| raw.get() != "null") {
+        None => {
+            return Err(WireError::new(
+                WireErrorCode::MissingField,
+                Some("eventType"),
+                "eventType is required",
+            ));
+        }
+        Some(raw) => serde_json::from_str::<String>(raw.get()).map_err(|_| {
+            WireError::new(
+                WireErrorCode::InvalidField,
+                Some("eventType"),
+                "eventType must be a string",
+            )
+        })?,
+    };
+    *event_type_seen = Some(event_type.clone());
+    let Some(kind) = EventType::from_wire(&event_type) else {
+        return Err(WireError::new(
+            WireErrorCode::UnknownEventType,
+            Some("eventType"),
+            format!(
+                "unknown eventType {event_type:?}; expected one of callout, alerting, answer, collectInfo, disconnect, fee"
+            ),
+        ));
+    };
+
+    if kind == EventType::Fee {
+        parse_fee_list(envelope.fee_lst).map(Callback::Fee)
+    } else {
+        parse_status(kind, envelope.status_info).map(|event| Callback::Status(Box::new(event)))
+    }
+}
+
+fn parse_status(event_type: EventType, raw: Option<&RawValue>) -> Result<StatusEvent, WireError> {
+    let Some(raw) = raw.filter(|raw| raw.get() != "null") else {
+        return Err(WireError::new(
+            WireErrorCode::MissingField,
+            Some("statusInfo"),
+            format!(
+                "statusInfo is required for eventType {}",
+                event_type.as_str()
+            ),
+        ));
+    };
+    let mut info: CallStatusInfo = parse_object(raw, "statusInfo")?;
+    let session_id = info.session_id.clone().ok_or_else(|| {
+        WireError::new(
+            WireErrorCode::MissingField,
+            Some("statusInfo.sessionId"),
+            "statusInfo.sessionId is required",
+        )
+    })?;
+    info.extra = unknown_fields(raw, &info_unknown_keys::<CallStatusInfo>(raw));
+
+    let mut hasher = Sha256::new();
+    hasher.update(event_type.as_str().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical_json(raw));
+    Ok(StatusEvent {
+        event_type,
+        session_id,
+        info,
+        fingerprint: hasher.finalize().into(),
+    })
+}
+
+fn parse_fee_list(raw: Option<&RawValue>) -> Result<FeeBatch, WireError> {
+    let Some(raw) = raw.filter(|raw| raw.get() != "null") else {
+        return Err(WireError::new(
+            WireErrorCode::MissingField,
+            Some("feeLst"),
+            "feeLst is required for eventType fee",
+        ));
+    };
+    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| {
+        WireError::new(
+            WireErrorCode::InvalidField,
+            Some("feeLst"),
+            "feeLst must be an array of CDR objects",
+        )
+    })?;
+    if items.is_empty() {
+        return Err(WireError::new(
+            WireErrorCode::EmptyBatch,
+            Some("feeLst"),
+            "feeLst must hold at least one CDR",
+        ));
+    }
+    if items.len() > MAX_FEE_RECORDS {
+        return Err(WireError::new(
+            WireErrorCode::BatchTooLarge,
+            Some("feeLst"),
+            format!(
+                "feeLst holds {} CDRs; the platform sends at most {MAX_FEE_RECORDS}",
+                items.len()
+            ),
+        ));
+    }
+
+    let mut batch = FeeBatch {
+        records: Vec::with_capacity(items.len()),
+        rejected: Vec::new(),
+    };
+    for (index, item) in items.into_iter().enumerate() {
+        match parse_fee_record(index, item) {
+            Ok(record) => batch.records.push(record),
+            Err(error) => batch.rejected.push(RecordError { index, error }),
+        }
+    }
+    if batch.records.is_empty() {
+        let mut error = WireError::new(
+            WireErrorCode::InvalidRecords,
+            Some("feeLst"),
+            format!("none of the {} CDRs could be read", batch.rejected.len()),
+        );
+        error.records = batch.rejected;
+        return Err(error);
+    }
+    Ok(batch)
+}
+
+fn parse_fee_record(index: usize, raw: &RawValue) -> Result<FeeRecord, WireError> {
+    let prefix = format!("feeLst[{index}]");
+    let mut info: FeeInfo = parse_object(raw, &prefix)?;
+    let field = format!("{prefix}.sessionId");
+    let session_id = info.session_id.clone().ok_or_else(|| {
+        WireError::new(
+            WireErrorCode::MissingField,
+            Some(&field),
+            format!("{field} is required"),
+        )
+    })?;
+    info.extra = unknown_fields(raw, &info_unknown_keys::<FeeInfo>(raw));
+    let dedup_key = match &info.icid {
+        Some(icid) => format!("icid:{icid}"),
+        None => format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(canonical_json(raw)))
+        ),
+    };
+    Ok(FeeRecord {
+        index,
+        session_id,
+        info,
+        dedup_key,
+    })
+}
+
+/// Deserializes one JSON object, naming the failing field (`prefix.field`) on error.
+fn parse_object<T: DeserializeOwned>(raw: &RawValue, prefix: &str) -> Result<T, WireError> {
+    // Structs also deserialize from arrays (positionally); the platform only sends objects.
+    if !raw.get().starts_with('{') {
+        return Err(WireError::new(
+            WireErrorCode::InvalidField,
+            Some(prefix),
+            format!("{prefix} must be a JSON object"),
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if path.is_empty() || path == "." {
+            WireError::new(
+                WireErrorCode::InvalidField,
+                Some(prefix),
+                format!("{prefix} must be a JSON object"),
+            )
+        } else {
+            let field = format!("{prefix}.{path}");
+            let message = format!("{field}: {}", strip_position(&inner.to_string()));
+            WireError::new(WireErrorCode::InvalidField, Some(&field), message)
+        }
+    })
+}
+
+/// The keys of `raw` that `T` does not declare. serde_ignored reports them, so the list of known
+/// fields is the struct itself and cannot drift from it.
+fn info_unknown_keys<T: DeserializeOwned>(raw: &RawValue) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+    let _: Result<T, _> = serde_ignored::deserialize(&mut deserializer, |path| {
+        if let serde_ignored::Path::Map {
+            parent: serde_ignored::Path::Root,
+            key,
+        } = path
+        {
+            unknown.push(key);
+        }
+    });
+    unknown
+}
+
+fn unknown_fields(raw: &RawValue, keys: &[String]) -> Map<String, Value> {
+    if keys.is_empty() {
+        return Map::new();
+    }
+    let Ok(mut all) = serde_json::from_str::<Map<String, Value>>(raw.get()) else {
+        return Map::new();
+    };
+    all.retain(|key, _| keys.contains(key));
+    all
+}
+
+/// JSON with sorted keys and no insignificant whitespace, so the same content hashes the same
+/// however it was formatted.
+fn canonical_json(raw: &RawValue) -> Vec<u8> {
+    // serde_json's Map is a BTreeMap (no preserve_order feature), so keys come out sorted.
+    let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+fn strip_position(message: &str) -> &str {
+    message.split(" at line ").next().unwrap_or(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALLOUT: &str = include_str!("../../tests/fixtures/status-callout.json");
+    const FEE: &str = include_str!("../../tests/fixtures/fee-click2call.json");
+
+    fn status(body: &str) -> StatusEvent {
+        match parse_callback(body.as_bytes()).result {
+            Ok(Callback::Status(event)) => *event,
+            other => panic!("expected a status event, got {other:?}"),
+        }
+    }
+
+    fn error(body: &str) -> WireError {
+        parse_callback(body.as_bytes())
+            .result
+            .expect_err("expected an error")
+    }
+
+    #[test]
+    fn the_platform_callout_sample_parses() {
+        let event = status(CALLOUT);
+        assert_eq!(event.event_type, EventType::Callout);
+        assert_eq!(
+            event.session_id,
+            "1201_612_4294967295_20190124030424@callenabler245.huaweicaas.com"
+        );
+        assert_eq!(event.info.caller.as_deref(), Some("+86138*******2"));
+        assert_eq!(event.info.user_data.as_deref(), Some("customerId123"));
+        assert!(event.info.extra.is_empty());
+    }
+
+    #[test]
+    fn the_platform_fee_sample_parses_every_field() {
+        let Ok(Callback::Fee(batch)) = parse_callback(FEE.as_bytes()).result else {
+            panic!("expected a fee list");
+        };
+        assert!(batch.rejected.is_empty());
+        let record = &batch.records[0];
+        assert_eq!(record.dedup_key, "icid:CAE-20190124110424-12019775");
+        assert_eq!(record.info.direction, Some(0));
+        assert_eq!(
+            record.info.fwd_answer_time.as_deref(),
+            Some("2019-01-24 03:04:38")
+        );
+        assert_eq!(record.info.fail_time, None);
+        assert_eq!(record.info.service_type.as_deref(), Some("002"));
+        assert_eq!(record.info.dyn_ivr_path, None);
+        assert!(
+            record.info.extra.is_empty(),
+            "every sample field is a known field: {:?}",
+            record.info.extra
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_kept() {
+        let event =
+            status(r#"{"eventType":"answer","statusInfo":{"sessionId":"s","newThing":{"a":1}}}"#);
+        assert_eq!(
+            event.info.extra.get("newThing"),
+            Some(&serde_json::json!({"a": 1}))
+        );
+    }
+
+    #[test]
+    fn fingerprint_ignores_formatting_but_not_content() {
+        let a = status(r#"{"eventType":"callout","statusInfo":{"sessionId":"s","called":"+1"}}"#);
+        let b = status(
+            r#"{ "statusInfo": { "called": "+1", "sessionId": "s" }, "eventType": "callout" }"#,
+        );
+        let c = status(r#"{"eventType":"callout","statusInfo":{"sessionId":"s","called":"+2"}}"#);
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_ne!(a.fingerprint, c.fingerprint);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("not json", WireErrorCode::InvalidJson, None),
+            ("[1]", WireErrorCode::NotAnObject, None),
+            ("{}", WireErrorCode::MissingField, Some("eventType")),
+            (
+                r#"{"eventType":7}"#,
+                WireErrorCode::InvalidField,
+                Some("eventType"),
+            ),
+            (
+                r#"{"eventType":"callin"}"#,
+                WireErrorCode::UnknownEventType,
+                Some("eventType"),
+            ),
+            (
+                r#"{"eventType":"answer"}"#,
+                WireErrorCode::MissingField,
+                Some("statusInfo"),
+            ),
+            (
+                r#"{"eventType":"answer","statusInfo":[]}"#,
+                WireErrorCode::InvalidField,
+                Some("statusInfo"),
+            ),
+            (
+                r#"{"eventType":"answer","statusInfo":{}}"#,
+                WireErrorCode::MissingField,
+                Some("statusInfo.sessionId"),
+            ),
+            (
+                r#"{"eventType":"disconnect","statusInfo":{"sessionId":"s","stateCode":"busy"}}"#,
+                WireErrorCode::InvalidField,
+                Some("statusInfo.stateCode"),
+            ),
+            (
+                r#"{"eventType":"fee"}"#,
+                WireErrorCode::MissingField,
+                Some("feeLst"),
+            ),
+            (
+                r#"{"eventType":"fee","feeLst":{}}"#,
+                WireErrorCode::InvalidField,
+                Some("feeLst"),
+            ),
+            (
+                r#"{"eventType":"fee","feeLst":[]}"#,
+                WireErrorCode::EmptyBatch,
+                Some("feeLst"),
+            ),
+            (
+                r#"{"eventType":"fee","feeLst":[{}]}"#,
+                WireErrorCode::InvalidRecords,
+                Some("feeLst"),
+            ),
+        ];
+        for (body, code, field) in cases {
+            let error = error(body);
+            assert_eq!(
+                (error.code, error.field.as_deref()),
+                (code, field),
+                "case {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_record_does_not_cost_its_neighbours() {
+        let body = r#"{"eventType":"fee","feeLst":[{"sessionId":"a"},{"sessionId":"b","direction":"in"},{"direction":1}]}"#;
+        let Ok(Callback::Fee(batch)) = parse_callback(body.as_bytes()).result else {
+            panic!("expected a fee list");
+        };
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.rejected[0].index, 1);
+        assert_eq!(
+            batch.rejected[0].error.field.as_deref(),
+            Some("feeLst[1].direction")
+        );
+        assert_eq!(
+            batch.rejected[1].error.field.as_deref(),
+            Some("feeLst[2].sessionId")
+        );
+    }
+
+    #[test]
+    fn more_than_fifty_records_is_refused() {
+        let records = vec![r#"{"sessionId":"s"}"#; MAX_FEE_RECORDS + 1].join(",");
+        let body = format!(r#"{{"eventType":"fee","feeLst":[{records}]}}"#);
+        assert_eq!(error(&body).code, WireErrorCode::BatchTooLarge);
+    }
+
+    #[test]
+    fn event_type_is_reported_even_when_the_rest_fails() {
+        let parsed = parse_callback(br#"{"eventType":"answer","statusInfo":{}}"#);
+        assert_eq!(parsed.event_type.as_deref(), Some("answer"));
+    }
+}

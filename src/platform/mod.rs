@@ -1,0 +1,7 @@
+//! The platform's side of the wire: callback bodies, signatures and time strings, as the spec
+//! (`voicecall-platform.md`) describes them. Pure functions and types, no I/O.
+
+pub mod callback;
+mod lenient;
+pub mod signature;
+pub mod time;

@@ -1,0 +1,193 @@
+//! `cdrs`: one row per CDR. A fee list goes in with one statement (UNNEST over column arrays),
+//! and re-pushed CDRs are skipped by the `(session_id, dedup_key)` unique constraint.
+
+use serde_json::{Map, Value};
+use sqlx::{PgConnection, types::Json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{StoreError, non_empty, read_time};
+use crate::platform::callback::FeeRecord;
+
+type Text = Vec<Option<String>>;
+type Int = Vec<Option<i32>>;
+type Time = Vec<Option<OffsetDateTime>>;
+type Jsonb = Vec<Option<Json<Map<String, Value>>>>;
+
+/// The fee list as one array per column, in the order of `INSERT_CDRS`.
+#[derive(Default)]
+struct Columns {
+    session_id: Vec<String>,
+    dedup_key: Vec<String>,
+    direction: Int,
+    sp_id: Text,
+    app_key: Text,
+    icid: Text,
+    bind_num: Text,
+    caller_num: Text,
+    callee_num: Text,
+    fwd_display_num: Text,
+    fwd_dst_num: Text,
+    fwd_start_time: Time,
+    fwd_alerting_time: Time,
+    fwd_answer_time: Time,
+    call_end_time: Time,
+    fwd_unasw_rsn: Int,
+    fail_time: Time,
+    ul_fail_reason: Int,
+    sip_status_code: Int,
+    call_out_start_time: Time,
+    call_out_alerting_time: Time,
+    call_out_answer_time: Time,
+    call_out_unasw_rsn: Int,
+    dyn_ivr_start_time: Time,
+    dyn_ivr_path: Text,
+    record_flag: Int,
+    record_start_time: Time,
+    record_object_name: Text,
+    record_bucket_name: Text,
+    record_domain: Text,
+    record_file_download_url: Text,
+    tts_play_times: Int,
+    tts_trans_duration: Int,
+    service_type: Text,
+    host_name: Text,
+    user_data: Text,
+    unparsed_times: Jsonb,
+    extra: Jsonb,
+}
+
+impl Columns {
+    fn push(&mut self, record: &FeeRecord) {
+        let info = &record.info;
+        let mut unparsed = Map::new();
+        let mut time =
+            |name: &str, raw: &Option<String>| read_time(name, raw.as_deref(), &mut unparsed);
+        self.fwd_start_time
+            .push(time("fwdStartTime", &info.fwd_start_time));
+        self.fwd_alerting_time
+            .push(time("fwdAlertingTime", &info.fwd_alerting_time));
+        self.fwd_answer_time
+            .push(time("fwdAnswerTime", &info.fwd_answer_time));
+        self.call_end_time
+            .push(time("callEndTime", &info.call_end_time));
+        self.fail_time.push(time("failTime", &info.fail_time));
+        self.call_out_start_time
+            .push(time("callOutStartTime", &info.call_out_start_time));
+        self.call_out_alerting_time
+            .push(time("callOutAlertingTime", &info.call_out_alerting_time));
+        self.call_out_answer_time
+            .push(time("callOutAnswerTime", &info.call_out_answer_time));
+        self.dyn_ivr_start_time
+            .push(time("dynIVRStartTime", &info.dyn_ivr_start_time));
+        self.record_start_time
+            .push(time("recordStartTime", &info.record_start_time));
+        self.unparsed_times.push(non_empty(unparsed));
+
+        self.session_id.push(record.session_id.clone());
+        self.dedup_key.push(record.dedup_key.clone());
+        self.direction.push(info.direction);
+        self.sp_id.push(info.sp_id.clone());
+        self.app_key.push(info.app_key.clone());
+        self.icid.push(info.icid.clone());
+        self.bind_num.push(info.bind_num.clone());
+        self.caller_num.push(info.caller_num.clone());
+        self.callee_num.push(info.callee_num.clone());
+        self.fwd_display_num.push(info.fwd_display_num.clone());
+        self.fwd_dst_num.push(info.fwd_dst_num.clone());
+        self.fwd_unasw_rsn.push(info.fwd_unasw_rsn);
+        self.ul_fail_reason.push(info.ul_fail_reason);
+        self.sip_status_code.push(info.sip_status_code);
+        self.call_out_unasw_rsn.push(info.call_out_unasw_rsn);
+        self.dyn_ivr_path.push(info.dyn_ivr_path.clone());
+        self.record_flag.push(info.record_flag);
+        self.record_object_name
+            .push(info.record_object_name.clone());
+        self.record_bucket_name
+            .push(info.record_bucket_name.clone());
+        self.record_domain.push(info.record_domain.clone());
+        self.record_file_download_url
+            .push(info.record_file_download_url.clone());
+        self.tts_play_times.push(info.tts_play_times);
+        self.tts_trans_duration.push(info.tts_trans_duration);
+        self.service_type.push(info.service_type.clone());
+        self.host_name.push(info.host_name.clone());
+        self.user_data.push(info.user_data.clone());
+        self.extra.push(non_empty(info.extra.clone()));
+    }
+}
+
+const INSERT_CDRS: &str = "
+insert into cdrs (raw_callback_id, received_at,
+    session_id, dedup_key, direction, sp_id, app_key, icid, bind_num, caller_num, callee_num,
+    fwd_display_num, fwd_dst_num, fwd_start_time, fwd_alerting_time, fwd_answer_time, call_end_time,
+    fwd_unasw_rsn, fail_time, ul_fail_reason, sip_status_code, call_out_start_time,
+    call_out_alerting_time, call_out_answer_time, call_out_unasw_rsn, dyn_ivr_start_time, dyn_ivr_path,
+    record_flag, record_start_time, record_object_name, record_bucket_name, record_domain,
+    record_file_download_url, tts_play_times, tts_trans_duration, service_type, host_name, user_data,
+    unparsed_times, extra)
+select $1, $2, * from unnest(
+    $3::text[], $4::text[], $5::int4[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+    $11::text[], $12::text[], $13::text[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
+    $17::timestamptz[], $18::int4[], $19::timestamptz[], $20::int4[], $21::int4[], $22::timestamptz[],
+    $23::timestamptz[], $24::timestamptz[], $25::int4[], $26::timestamptz[], $27::text[], $28::int4[],
+    $29::timestamptz[], $30::text[], $31::text[], $32::text[], $33::text[], $34::int4[], $35::int4[],
+    $36::text[], $37::text[], $38::text[], $39::jsonb[], $40::jsonb[])
+on conflict (session_id, dedup_key) do nothing";
+
+/// Stores the records of one fee list; returns how many were new (the rest were already there).
+pub async fn insert(
+    connection: &mut PgConnection,
+    raw_callback_id: Uuid,
+    received_at: OffsetDateTime,
+    records: &[FeeRecord],
+) -> Result<u64, StoreError> {
+    let mut c = Columns::default();
+    for record in records {
+        c.push(record);
+    }
+    let result = sqlx::query(INSERT_CDRS)
+        .bind(raw_callback_id)
+        .bind(received_at)
+        .bind(c.session_id)
+        .bind(c.dedup_key)
+        .bind(c.direction)
+        .bind(c.sp_id)
+        .bind(c.app_key)
+        .bind(c.icid)
+        .bind(c.bind_num)
+        .bind(c.caller_num)
+        .bind(c.callee_num)
+        .bind(c.fwd_display_num)
+        .bind(c.fwd_dst_num)
+        .bind(c.fwd_start_time)
+        .bind(c.fwd_alerting_time)
+        .bind(c.fwd_answer_time)
+        .bind(c.call_end_time)
+        .bind(c.fwd_unasw_rsn)
+        .bind(c.fail_time)
+        .bind(c.ul_fail_reason)
+        .bind(c.sip_status_code)
+        .bind(c.call_out_start_time)
+        .bind(c.call_out_alerting_time)
+        .bind(c.call_out_answer_time)
+        .bind(c.call_out_unasw_rsn)
+        .bind(c.dyn_ivr_start_time)
+        .bind(c.dyn_ivr_path)
+        .bind(c.record_flag)
+        .bind(c.record_start_time)
+        .bind(c.record_object_name)
+        .bind(c.record_bucket_name)
+        .bind(c.record_domain)
+        .bind(c.record_file_download_url)
+        .bind(c.tts_play_times)
+        .bind(c.tts_trans_duration)
+        .bind(c.service_type)
+        .bind(c.host_name)
+        .bind(c.user_data)
+        .bind(c.unparsed_times)
+        .bind(c.extra)
+        .execute(connection)
+        .await?;
+    Ok(result.rows_affected())
+}

@@ -1,0 +1,142 @@
+//! PostgreSQL storage: the pool, migrations, and one module per table. Functions take a
+//! connection or transaction so the caller decides what commits together.
+
+pub mod cdrs;
+pub mod events;
+pub mod nonces;
+pub mod raw;
+
+use std::{str::FromStr, time::Duration};
+
+use serde_json::{Map, Value};
+use sqlx::{
+    ConnectOptions, Executor, PgPool,
+    migrate::{MigrateDatabase, Migrator},
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use time::OffsetDateTime;
+
+use crate::{config::DatabaseConfig, platform::time::parse_platform_time};
+
+/// The migrations of `migrations/`, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// Storage failures, sorted by what the caller should do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is unreachable, overloaded or shutting down: retry later (HTTP 503).
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database refused a value we were given (SQLSTATE class 22, e.g. a NUL character in a
+    /// string): the input's fault, not ours (HTTP 400).
+    #[error("database refused a value: {0}")]
+    Refused(#[source] sqlx::Error),
+    /// Anything else is a bug or a broken schema (HTTP 500).
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        let code = match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            // A connection cut mid-handshake or mid-message reads as garbage, not as an I/O error.
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => return Self::Unavailable(error),
+            sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()).unwrap_or_default(),
+            _ => return Self::Other(error),
+        };
+        let retryable = code.starts_with("08") // connection exception
+            || code.starts_with("53") // insufficient resources
+            || code.starts_with("57P") // operator intervention: shutdown, cannot connect now
+            || matches!(code.as_str(), "57014" | "40001" | "40P01" | "55P03"); // timeouts, conflicts
+        if retryable {
+            Self::Unavailable(error)
+        } else if code.starts_with("22") {
+            Self::Refused(error)
+        } else {
+            Self::Other(error)
+        }
+    }
+}
+
+/// Opens the pool described by `config`, creating the database first when asked to.
+pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(&config.url)
+        .map_err(StoreError::Other)?
+        .application_name("callhook")
+        .log_statements(tracing::log::LevelFilter::Trace);
+    if config.create_if_missing {
+        create_database_if_missing(&config.url).await?;
+    }
+    Ok(pool_options(config).connect_with(options).await?)
+}
+
+/// Pool settings: a bounded wait for a connection, and a statement timeout on every connection,
+/// so a stuck database turns into quick 503s instead of piling up requests.
+pub fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
+    let statement_timeout = config.statement_timeout_ms;
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout())
+        .idle_timeout(Duration::from_secs(300))
+        .after_connect(move |connection, _meta| {
+            Box::pin(async move {
+                let set = format!("set statement_timeout = {statement_timeout}");
+                connection.execute(sqlx::AssertSqlSafe(set)).await?;
+                Ok(())
+            })
+        })
+}
+
+async fn create_database_if_missing(url: &str) -> Result<(), StoreError> {
+    if sqlx::Postgres::database_exists(url).await? {
+        return Ok(());
+    }
+    match sqlx::Postgres::create_database(url).await {
+        // Another replica created it between our check and our attempt.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => Ok(()),
+        other => other.map_err(StoreError::from),
+    }
+}
+
+/// Applies the embedded migrations (sqlx serialises concurrent runs with an advisory lock).
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Whether every embedded migration has been applied: what readiness means for the schema.
+pub async fn is_migrated(pool: &PgPool) -> Result<bool, StoreError> {
+    let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Option<i64> =
+        sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
+            .fetch_one(pool)
+            .await?;
+    Ok(applied.is_some_and(|version| version >= latest))
+}
+
+/// Reads a platform time field; a value that is present but unreadable is recorded in
+/// `unparsed` under its wire name rather than lost.
+pub(crate) fn read_time(
+    wire_name: &str,
+    raw: Option<&str>,
+    unparsed: &mut Map<String, Value>,
+) -> Option<OffsetDateTime> {
+    let raw = raw?;
+    let parsed = parse_platform_time(raw);
+    if parsed.is_none() && !raw.trim().is_empty() {
+        unparsed.insert(wire_name.to_owned(), Value::String(raw.to_owned()));
+    }
+    parsed
+}
+
+/// A JSON object as a nullable jsonb: nothing to say is stored as NULL.
+pub(crate) fn non_empty(map: Map<String, Value>) -> Option<sqlx::types::Json<Map<String, Value>>> {
+    (!map.is_empty()).then_some(sqlx::types::Json(map))
+}
