@@ -26,7 +26,7 @@ use crate::{
     metrics as m,
     platform::{
         callback::{Callback, parse_callback},
-        signature::{UsernameToken, Verdict, parse_username_token},
+        signature::{UsernameToken, Verdict, parse_username_token, redact_username_token},
     },
     store::{
         StoreError,
@@ -394,7 +394,7 @@ fn raw_callback(parts: &Parts, endpoint: Endpoint, body: bytes::Bytes) -> RawCal
         if let Some(value) = parts.headers.get(*name) {
             let value = String::from_utf8_lossy(value.as_bytes());
             let value = if *name == "x-aksk" {
-                redact_digest(&value)
+                redact_username_token(&value)
             } else {
                 value.into_owned()
             };
@@ -426,30 +426,5 @@ fn raw_callback(parts: &Parts, endpoint: Endpoint, body: bytes::Bytes) -> RawCal
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-    }
-}
-
-/// Replaces the value of `PasswordDigest="…"`, so what we keep cannot be replayed or attacked.
-fn redact_digest(header: &str) -> String {
-    const KEY: &str = "PasswordDigest=\"";
-    let Some(start) = header.find(KEY).map(|i| i + KEY.len()) else {
-        return header.to_owned();
-    };
-    let end = header[start..]
-        .find('"')
-        .map_or(header.len(), |i| start + i);
-    format!("{}[redacted]{}", &header[..start], &header[end..])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_digest;
-
-    #[test]
-    fn the_digest_is_redacted_and_the_rest_kept() {
-        let header = r#"UsernameToken Username="app",PasswordDigest="c2VjcmV0ZGlnZXN0",Nonce="n",Created="t""#;
-        let redacted = redact_digest(header);
-        assert!(!redacted.contains("c2VjcmV0ZGlnZXN0"));
-        assert!(redacted.contains(r#"PasswordDigest="[redacted]",Nonce="n""#));
     }
 }

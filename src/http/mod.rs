@@ -28,6 +28,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(callbacks::router())
         .merge(ops::router())
+        .fallback(|| async {
+            error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
         .layer(RequestBodyTimeoutLayer::new(http.body_timeout()))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -118,6 +118,27 @@ pub fn parse_username_token(header: &str) -> Option<UsernameToken> {
     })
 }
 
+/// The header as it may be stored or logged: every attribute `parse_username_token` could read
+/// as the digest (split the same way, any case, any spacing) becomes `[redacted]`.
+pub fn redact_username_token(header: &str) -> String {
+    header
+        .split(',')
+        .map(|attribute| match attribute.split_once('=') {
+            Some((key, _))
+                if key
+                    .trim()
+                    .rsplit(' ')
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("PasswordDigest")) =>
+            {
+                format!("{key}=\"[redacted]\"")
+            }
+            _ => attribute.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Renders the header value, as the platform and our client send it.
 pub fn format_username_token(token: &UsernameToken) -> String {
     format!(
@@ -351,6 +372,25 @@ mod tests {
         assert_eq!(
             verifier().verify(&t, &[URL.into()], NOW),
             Verdict::Malformed
+        );
+    }
+
+    #[test]
+    fn redaction_removes_every_digest_the_parser_could_read() {
+        let headers = [
+            r#"UsernameToken Username="app",PasswordDigest="c2VjcmV0",Nonce="n",Created="t""#,
+            r#"UsernameToken PasswordDigest = "c2VjcmV0", Username="app""#,
+            r#"UsernameToken Username="app",PasswordDigest="decoy",Nonce="n",PasswordDigest="c2VjcmV0""#,
+            r#"UsernameToken passworddigest="c2VjcmV0""#,
+        ];
+        for header in headers {
+            let redacted = redact_username_token(header);
+            assert!(!redacted.contains("c2VjcmV0"), "{header} -> {redacted}");
+            assert!(redacted.contains("[redacted]"), "{header} -> {redacted}");
+        }
+        assert!(
+            redact_username_token(headers[0])
+                .ends_with(r#"PasswordDigest="[redacted]",Nonce="n",Created="t""#)
         );
     }
 

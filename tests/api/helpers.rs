@@ -1,0 +1,266 @@
+//! Starting the app, talking to it, and the tools to break things on purpose.
+
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use callhook::{
+    app::Application,
+    config::Config,
+    platform::{
+        signature::{DigestVariant, UsernameToken, callback_digest, format_username_token},
+        time::format_created,
+    },
+};
+use secrecy::SecretString;
+use serde_json::Value;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{broadcast, oneshot},
+    task::JoinHandle,
+};
+
+pub const CALLOUT_SAMPLE: &str = include_str!("../fixtures/status-callout.json");
+pub const FEE_SAMPLE: &str = include_str!("../fixtures/fee-click2call.json");
+
+pub const APP_KEY: &str = "ka4kTestAppKey01";
+pub const APP_SECRET: &str = "test-app-secret-value";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// The app with default configuration (signature mode observe, no apps).
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, |_| {}).await
+}
+
+/// The app with the configuration adjusted by `configure`; it always listens on a random port.
+pub async fn spawn_app_with(pool: PgPool, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::defaults();
+    configure(&mut config);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    if std::env::var_os("TEST_LOG").is_some() {
+        callhook::telemetry::init(&config.log);
+    }
+    let app = Application::with_pool(config, pool.clone())
+        .await
+        .expect("app starts");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        pool,
+        client: reqwest::Client::new(),
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+/// Adds one app with one secret, the usual signing setup of these tests.
+pub fn with_test_app(config: &mut Config) {
+    config.apps =
+        serde_json::from_value(serde_json::json!([{"key": APP_KEY, "secrets": [APP_SECRET]}]))
+            .unwrap();
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json;charset=UTF-8")
+            .body(body)
+            .send()
+            .await
+            .expect("request is sent")
+    }
+
+    /// Posts with `Authorization: AKSK …` and `X-AKSK` signed over `signed_url`.
+    pub async fn post_signed(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        signature: &Signature,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json;charset=UTF-8")
+            .header(
+                "authorization",
+                r#"AKSK realm="SDP",profile="UsernameToken",type="Appkey""#,
+            )
+            .header("x-aksk", signature.header())
+            .body(body)
+            .send()
+            .await
+            .expect("request is sent")
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("select count(*) from {table}");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+/// What a signer controls in an X-AKSK header.
+#[derive(Clone)]
+pub struct Signature {
+    pub app_key: String,
+    pub secret: String,
+    pub signed_url: String,
+    pub nonce: String,
+    pub created: String,
+    pub variant: DigestVariant,
+}
+
+impl Signature {
+    /// A fresh, correct signature of the test app over `signed_url`.
+    pub fn new(signed_url: impl Into<String>) -> Self {
+        Self {
+            app_key: APP_KEY.into(),
+            secret: APP_SECRET.into(),
+            signed_url: signed_url.into(),
+            nonce: uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+            created: format_created(OffsetDateTime::now_utc()),
+            variant: DigestVariant::Newline,
+        }
+    }
+
+    pub fn header(&self) -> String {
+        format_username_token(&UsernameToken {
+            username: self.app_key.clone(),
+            password_digest: callback_digest(
+                &self.secret,
+                &self.signed_url,
+                &self.nonce,
+                &self.created,
+                self.variant,
+            ),
+            nonce: self.nonce.clone(),
+            created: self.created.clone(),
+        })
+    }
+}
+
+pub fn secret(value: &str) -> SecretString {
+    SecretString::from(value.to_owned())
+}
+
+pub async fn json(response: reqwest::Response) -> Value {
+    response.json().await.expect("a JSON body")
+}
+
+/// A status event body.
+pub fn status_body(event_type: &str, session_id: &str, extra: Value) -> String {
+    let mut info = serde_json::json!({
+        "sessionId": session_id,
+        "timestamp": "2026-11-24 06:00:00",
+        "caller": "+8613800000001",
+        "called": "+8613800000002",
+    });
+    if let (Some(info), Value::Object(extra)) = (info.as_object_mut(), extra) {
+        info.extend(extra);
+    }
+    serde_json::json!({"eventType": event_type, "statusInfo": info}).to_string()
+}
+
+/// A fee list of `n` distinct CDRs of session `session_prefix-i` (each with its own icid).
+pub fn fee_body(session_prefix: &str, n: usize) -> String {
+    let records: Vec<Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "direction": 0, "spId": "CaaS_Test_01", "appKey": APP_KEY,
+                "icid": format!("CAE-{session_prefix}-{i}"), "bindNum": "+867550000000",
+                "sessionId": format!("{session_prefix}-{i}"),
+                "callerNum": "+8613800000001", "calleeNum": "+8613800000002",
+                "callOutStartTime": "2026-11-24 06:00:00", "callOutAnswerTime": "2026-11-24 06:00:05",
+                "callEndTime": "2026-11-24 06:01:00", "fwdUnaswRsn": 0, "ulFailReason": 0,
+                "serviceType": "002", "hostName": "callenabler245.huaweicaas.com", "userData": ""
+            })
+        })
+        .collect();
+    serde_json::json!({"eventType": "fee", "feeLst": records}).to_string()
+}
+
+/// The newest raw_callbacks row: (outcome, http_status, error, signature_verdict).
+pub async fn last_raw(pool: &PgPool) -> (String, i16, Option<Value>, String) {
+    sqlx::query_as("select outcome, http_status, error, signature_verdict from raw_callbacks order by id desc limit 1")
+        .fetch_one(pool)
+        .await
+        .expect("a raw_callbacks row")
+}
+
+/// A TCP proxy in front of PostgreSQL that can be cut: while down it drops every open
+/// connection and refuses new ones, as a database outage looks to the app.
+pub struct ChaosProxy {
+    pub addr: SocketAddr,
+    down: Arc<AtomicBool>,
+    cut: broadcast::Sender<()>,
+}
+
+impl ChaosProxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = Arc::new(AtomicBool::new(false));
+        let (cut, _) = broadcast::channel(1);
+        let (down_flag, cut_sender) = (down.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if down_flag.load(Ordering::SeqCst) {
+                    continue; // dropping the socket refuses the connection
+                }
+                let mut cut = cut_sender.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.recv() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, down, cut }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            let _ = self.cut.send(());
+        }
+    }
+}

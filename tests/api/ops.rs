@@ -1,0 +1,244 @@
+//! Operations endpoints (liveness, readiness, metrics) and request ids.
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::{json, spawn_app, status_body};
+
+/// Liveness answers 200 `{"status":"ok"}`.
+#[sqlx::test]
+async fn healthz_answers_ok(pool: PgPool) {
+    // Arrange
+    let app = spawn_app(pool).await;
+
+    // Act
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("request is sent");
+
+    // Assert
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(json(response).await, json!({"status": "ok"}));
+}
+
+/// Readiness answers 200 when the database answers and every migration is applied.
+#[sqlx::test]
+async fn readyz_answers_ready_with_a_migrated_database(pool: PgPool) {
+    // Arrange
+    let app = spawn_app(pool).await;
+
+    // Act
+    let response = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("request is sent");
+
+    // Assert
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        json(response).await,
+        json!({"status": "ready", "database": "ok", "migrations": "applied"})
+    );
+}
+
+/// Readiness answers 503 with migrations "pending" when the schema is not (known to be) migrated.
+#[sqlx::test]
+async fn readyz_answers_503_when_migrations_are_pending(pool: PgPool) {
+    // Arrange
+    let app = spawn_app(pool).await;
+    sqlx::query("delete from _sqlx_migrations")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    // Act
+    let response = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("request is sent");
+
+    // Assert
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(
+        json(response).await,
+        json!({"status": "not_ready", "database": "ok", "migrations": "pending"})
+    );
+}
+
+/// After a stored and a refused callback, /metrics exposes every callhook metric family.
+#[sqlx::test]
+async fn metrics_expose_the_callback_counters_and_pool_gauges(pool: PgPool) {
+    // Arrange: the recorder is process-global, so only presence is asserted, not counts.
+    let app = spawn_app(pool).await;
+    let stored = app
+        .post(
+            "/voicecall/status",
+            status_body("callout", "s-metrics", json!({})),
+        )
+        .await;
+    assert_eq!(stored.status().as_u16(), 200, "the status event is stored");
+    let refused = app.post("/voicecall/status", "not json").await;
+    assert_eq!(refused.status().as_u16(), 400, "the bad request is refused");
+
+    // Act
+    let response = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("request is sent");
+
+    // Assert
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().await.expect("a text body");
+    for name in [
+        "callhook_callbacks_total",
+        "callhook_rejections_total",
+        "callhook_signature_verdicts_total",
+        "callhook_callback_duration_seconds_bucket",
+        "callhook_db_pool_connections",
+    ] {
+        assert!(text.contains(name), "metric {name} is exposed in:\n{text}");
+    }
+    assert!(
+        text.contains(r#"reason="invalid_json""#),
+        "the rejection is labelled by its code in:\n{text}"
+    );
+}
+
+/// Every response carries an x-request-id, whatever the endpoint and the answer.
+#[sqlx::test]
+async fn every_response_carries_a_request_id(pool: PgPool) {
+    // Arrange
+    let app = spawn_app(pool).await;
+    let cases = [
+        ("healthz", reqwest::Method::GET, "/healthz", ""),
+        ("readyz", reqwest::Method::GET, "/readyz", ""),
+        ("metrics", reqwest::Method::GET, "/metrics", ""),
+        (
+            "stored callback",
+            reqwest::Method::POST,
+            "/voicecall/status",
+            r#"{"eventType":"callout","statusInfo":{"sessionId":"s-id"}}"#,
+        ),
+        (
+            "refused callback",
+            reqwest::Method::POST,
+            "/voicecall/fee",
+            "not json",
+        ),
+        (
+            "wrong method",
+            reqwest::Method::GET,
+            "/voicecall/events",
+            "",
+        ),
+        ("unknown path", reqwest::Method::GET, "/nowhere", ""),
+    ];
+
+    for (case, method, path, body) in cases {
+        // Act
+        let response = app
+            .client
+            .request(method, app.url(path))
+            .body(body)
+            .send()
+            .await
+            .expect("request is sent");
+
+        // Assert
+        let id = response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert!(
+            id.is_some_and(|id| !id.is_empty()),
+            "case {case}: x-request-id on a {}",
+            response.status()
+        );
+    }
+}
+
+/// A request id given by the client is answered back and stored with the raw callback.
+#[sqlx::test]
+async fn a_client_request_id_is_echoed_and_stored(pool: PgPool) {
+    // Arrange
+    let app = spawn_app(pool).await;
+    let cases = [
+        (
+            "stored callback",
+            status_body("callout", "s-request-id", json!({})),
+            "req-stored-0001",
+        ),
+        (
+            "refused callback",
+            "not json".to_owned(),
+            "req-refused-0002",
+        ),
+    ];
+
+    for (case, body, request_id) in cases {
+        // Act
+        let response = app
+            .client
+            .post(app.url("/voicecall/status"))
+            .header("content-type", "application/json;charset=UTF-8")
+            .header("x-request-id", request_id)
+            .body(body)
+            .send()
+            .await
+            .expect("request is sent");
+
+        // Assert
+        let echoed = response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(echoed.as_deref(), Some(request_id), "case {case}: echoed");
+        let stored: Option<String> =
+            sqlx::query_scalar("select request_id from raw_callbacks order by id desc limit 1")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            stored.as_deref(),
+            Some(request_id),
+            "case {case}: stored in raw_callbacks.request_id"
+        );
+    }
+}
+
+/// Without a client request id, the generated one is both answered and stored.
+#[sqlx::test]
+async fn a_generated_request_id_is_answered_and_stored(pool: PgPool) {
+    // Arrange
+    let app = spawn_app(pool).await;
+
+    // Act
+    let response = app
+        .post(
+            "/voicecall/status",
+            status_body("callout", "s-generated-id", json!({})),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(response.status().as_u16(), 200);
+    let answered = response
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(answered.is_some(), "an x-request-id is answered");
+    let stored: Option<String> = sqlx::query_scalar("select request_id from raw_callbacks")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, answered);
+}
