@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `healthcheck`.
+//! The command line: `serve` (the default), `migrate`, `healthcheck`, and the outbound
+//! commands of `client::commands` (`call`, `notify`, `verify-code`, `stop`, `recording`).
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -6,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     app::{Application, shutdown_signal},
+    client,
     config::Config,
     store, telemetry,
 };
@@ -39,6 +41,8 @@ pub enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
         url: String,
     },
+    #[command(flatten)]
+    Client(Box<client::commands::ClientCommand>),
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -55,6 +59,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     telemetry::init(&config.log);
     let result = match command {
+        Command::Client(command) => return client::commands::run(*command, config).await,
         Command::Serve { listen } => {
             if let Some(listen) = listen {
                 config.listen = listen;

@@ -35,6 +35,7 @@ pub struct Config {
     pub signature: SignatureConfig,
     pub apps: Vec<AppCredentials>,
     pub log: LogConfig,
+    pub platform: PlatformConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +97,24 @@ pub struct SignatureConfig {
 pub struct AppCredentials {
     pub key: String,
     pub secrets: Vec<SecretString>,
+    /// How the outbound client signs this app's requests; `aksk` unless set (see config.toml).
+    #[serde(default)]
+    pub auth: crate::platform::outbound::AuthScheme,
+}
+
+/// The outbound client (`callhook call`, `callhook::client`); see `[platform]` in config.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    pub base_url: String,
+    pub connect_timeout_ms: u64,
+    pub timeout_ms: u64,
+    pub max_attempts: u32,
+    pub retry_backoff_ms: u64,
+    pub flow_control_backoff_ms: u64,
+    pub auth_failures_before_cooldown: u32,
+    pub cooldown_secs: u64,
+    pub default_app: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -169,7 +188,51 @@ impl Config {
                 return invalid("every [[apps]] entry needs a key and at least one secret");
             }
         }
+        self.platform.validate(&self.apps)
+    }
+}
+
+impl PlatformConfig {
+    fn validate(&self, apps: &[AppCredentials]) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if !(self.base_url.starts_with("https://") || self.base_url.starts_with("http://"))
+            || self.base_url.ends_with('/')
+        {
+            return invalid("platform.base_url must be an http(s) URL without a trailing '/'");
+        }
+        if self.connect_timeout_ms == 0 || self.connect_timeout_ms >= self.timeout_ms {
+            // The total timeout also runs while connecting; if it ran out first, a request that
+            // never left would be reported as one that may have placed a call.
+            return invalid(
+                "platform.connect_timeout_ms must be above 0 and below platform.timeout_ms",
+            );
+        }
+        if self.max_attempts == 0 {
+            return invalid("platform.max_attempts must be at least 1");
+        }
+        if self.auth_failures_before_cooldown == 0 {
+            return invalid("platform.auth_failures_before_cooldown must be at least 1");
+        }
+        if !self.default_app.is_empty() && !apps.iter().any(|app| app.key == self.default_app) {
+            return invalid("platform.default_app must be the key of one of the [[apps]]");
+        }
         Ok(())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+    pub fn retry_backoff(&self) -> Duration {
+        Duration::from_millis(self.retry_backoff_ms)
+    }
+    pub fn flow_control_backoff(&self) -> Duration {
+        Duration::from_millis(self.flow_control_backoff_ms)
+    }
+    pub fn cooldown(&self) -> Duration {
+        Duration::from_secs(self.cooldown_secs)
     }
 }
 
@@ -205,6 +268,34 @@ mod tests {
         assert_eq!(config.listen.port(), 8080);
         assert_eq!(config.signature.mode, SignatureMode::Observe);
         assert!(config.apps.is_empty());
+        assert_eq!(config.platform.max_attempts, 3);
+        assert_eq!(config.platform.cooldown_secs, 1800);
+    }
+
+    #[test]
+    fn apps_sign_with_aksk_unless_they_ask_for_wsse() {
+        use crate::platform::outbound::AuthScheme;
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "CALLHOOK_APPS",
+                r#"[{key="a", secrets=["s"]}, {key="b", secrets=["s"], auth="wsse"}]"#,
+            );
+            jail.set_env("CALLHOOK_PLATFORM__DEFAULT_APP", "b");
+            let config = Config::load(None).expect("loads");
+            assert_eq!(config.apps[0].auth, AuthScheme::Aksk);
+            assert_eq!(config.apps[1].auth, AuthScheme::Wsse);
+            assert_eq!(config.platform.default_app, "b");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_default_app_that_is_not_configured_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CALLHOOK_PLATFORM__DEFAULT_APP", "nobody");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
     }
 
     #[test]

@@ -3,8 +3,12 @@
 
 /// Startup, shared state, graceful shutdown.
 pub mod app;
-/// The command line (`serve`, `migrate`, `healthcheck`).
+/// The command line (`serve`, `migrate`, `healthcheck`, and the outbound `call`, `notify`,
+/// `verify-code`, `stop`, `recording`).
 pub mod cli;
+/// The outbound client: places calls through the platform's APIs, signed, validated, recorded,
+/// and never dialling twice.
+pub mod client;
 /// Configuration, loaded once (`config.toml` holds every default).
 pub mod config;
 /// HTTP handlers and middleware; errors become responses here.

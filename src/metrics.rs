@@ -15,6 +15,8 @@ pub const REJECTIONS_TOTAL: &str = "callhook_rejections_total";
 pub const SIGNATURE_VERDICTS_TOTAL: &str = "callhook_signature_verdicts_total";
 /// CDRs seen in fee lists, by `outcome` (stored, duplicate, rejected).
 pub const CDR_RECORDS_TOTAL: &str = "callhook_cdr_records_total";
+/// Outbound operations, by `operation` and `outcome` (accepted, refused, failed, not_sent).
+pub const PLACED_CALLS_TOTAL: &str = "callhook_placed_calls_total";
 /// Time from receiving a callback to answering it, by `kind`.
 pub const CALLBACK_DURATION_SECONDS: &str = "callhook_callback_duration_seconds";
 /// Database pool connections, by `state` (idle, in_use).
@@ -55,6 +57,10 @@ fn describe() {
     );
     describe_counter!(REJECTIONS_TOTAL, "Refused callback requests, by reason.");
     describe_counter!(SIGNATURE_VERDICTS_TOTAL, "Callback signature verdicts.");
+    describe_counter!(
+        PLACED_CALLS_TOTAL,
+        "Outbound platform operations, by operation and outcome."
+    );
     describe_counter!(CDR_RECORDS_TOTAL, "CDRs received in fee lists, by outcome.");
     describe_histogram!(
         CALLBACK_DURATION_SECONDS,

@@ -4,16 +4,24 @@ use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberI
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Installs the global subscriber. RUST_LOG, when set, wins over `log.filter`. Calling it again
+/// Installs the global subscriber. Logs go to stderr, so the CLI's results on stdout stay
+/// clean (container runtimes collect both). RUST_LOG, when set, wins over `log.filter`. Calling it again
 /// (tests start many apps in one process) keeps the first subscriber.
 pub fn init(config: &LogConfig) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.filter));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match config.format {
-        LogFormat::Plain => registry.with(fmt::layer()).try_init(),
+        LogFormat::Plain => registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
 }

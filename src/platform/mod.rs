@@ -1,7 +1,10 @@
-//! The platform's side of the wire: callback bodies, signatures and time strings, as the spec
-//! (`voicecall-platform.md`) describes them. Pure functions and types, no I/O.
+//! The platform's side of the wire: callback bodies, signatures, outbound authentication
+//! headers, result codes and time strings, as the spec (`voicecall-platform.md`) describes them.
+//! Pure functions and types, no I/O.
 
 pub mod callback;
 mod lenient;
+pub mod outbound;
+pub mod result_codes;
 pub mod signature;
 pub mod time;

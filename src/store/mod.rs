@@ -4,6 +4,7 @@
 pub mod cdrs;
 pub mod events;
 pub mod nonces;
+pub mod placed_calls;
 pub mod raw;
 
 use std::{str::FromStr, time::Duration};

@@ -7,6 +7,8 @@
 #![allow(clippy::type_complexity)]
 
 mod bad_input;
+mod client;
+mod fake_platform;
 mod fee_callbacks;
 mod helpers;
 mod migrations;

@@ -1,0 +1,84 @@
+//! `placed_calls`: what the outbound client asked the platform to do, and how it ended.
+
+use serde_json::Value;
+use sqlx::{PgExecutor, types::Json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// How an operation ended. Stored as `placed_calls.outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The platform accepted it (resultcode "0", or the recording link's 301).
+    Accepted,
+    /// The platform answered with another resultcode.
+    Refused,
+    /// No usable answer, and the request may have reached the platform.
+    Failed,
+    /// It never reached the platform.
+    NotSent,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+            Self::NotSent => "not_sent",
+        }
+    }
+}
+
+/// One row of `placed_calls`.
+#[derive(Debug, Clone)]
+pub struct PlacedCall {
+    pub id: Uuid,
+    /// click2call, notify, verify, stop or recording.
+    pub operation: &'static str,
+    pub app_key: String,
+    /// The parameters as sent; never secrets or authentication headers.
+    pub request: Value,
+    pub response: Option<Value>,
+    pub http_status: Option<u16>,
+    pub result_code: Option<String>,
+    pub result_desc: Option<String>,
+    pub session_id: Option<String>,
+    pub user_data: Option<String>,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub requested_at: OffsetDateTime,
+    pub answered_at: Option<OffsetDateTime>,
+}
+
+pub async fn insert(executor: impl PgExecutor<'_>, call: &PlacedCall) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into placed_calls (id, operation, app_key, request, response, http_status,
+             result_code, result_desc, session_id, user_data, outcome, error, attempts,
+             requested_at, answered_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(call.id)
+    .bind(call.operation)
+    .bind(&call.app_key)
+    .bind(Json(&call.request))
+    .bind(call.response.as_ref().map(Json))
+    .bind(
+        call.http_status
+            .map(|s| i16::try_from(s).unwrap_or(i16::MAX)),
+    )
+    .bind(&call.result_code)
+    .bind(&call.result_desc)
+    .bind(&call.session_id)
+    .bind(&call.user_data)
+    .bind(call.outcome.as_str())
+    .bind(&call.error)
+    .bind(i16::try_from(call.attempts).unwrap_or(i16::MAX))
+    .bind(call.requested_at)
+    .bind(call.answered_at)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
