@@ -81,6 +81,11 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// The database pool the application stores into.
+    pub fn pool(&self) -> PgPool {
+        self.state.pool.clone()
+    }
+
     pub fn router(&self) -> Router {
         http::router(self.state.clone())
     }

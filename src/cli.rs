@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default), `migrate`, `healthcheck`, and the outbound
-//! commands of `client::commands` (`call`, `notify`, `verify-code`, `stop`, `recording`).
+//! commands of `client::commands` (`call`, `notify`, `verify-code`, `stop`, `recording`), and
+//! `simulate` / `demo` of `simulate::commands`.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -9,7 +10,7 @@ use crate::{
     app::{Application, shutdown_signal},
     client,
     config::Config,
-    store, telemetry,
+    simulate, store, telemetry,
 };
 
 #[derive(Debug, Parser)]
@@ -43,6 +44,11 @@ pub enum Command {
     },
     #[command(flatten)]
     Client(Box<client::commands::ClientCommand>),
+    /// Run a local stand-in for the VoiceCall platform, or (`load`) drive a receiver with
+    /// platform-like callback traffic.
+    Simulate(simulate::commands::SimulateArgs),
+    /// Start the receiver and the simulated platform, place a few calls, and show what arrived.
+    Demo,
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -60,6 +66,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     telemetry::init(&config.log);
     let result = match command {
         Command::Client(command) => return client::commands::run(*command, config).await,
+        Command::Simulate(args) => return simulate::commands::simulate(args, config).await,
+        Command::Demo => return simulate::commands::demo(config).await,
         Command::Serve { listen } => {
             if let Some(listen) = listen {
                 config.listen = listen;

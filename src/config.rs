@@ -3,7 +3,7 @@
 //! Defaults live only in the top-level `config.toml`, which is embedded here; see that file for
 //! the meaning of every key.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, path::Path, time::Duration};
 
 use figment::{
     Figment,
@@ -11,6 +11,8 @@ use figment::{
 };
 use secrecy::SecretString;
 use serde::Deserialize;
+
+use crate::{platform::signature::DigestVariant, simulate::scenario::Outcome};
 
 /// The embedded `config.toml`: the base layer, and so the one place defaults are written.
 pub const DEFAULT_CONFIG: &str = include_str!("../config.toml");
@@ -36,6 +38,7 @@ pub struct Config {
     pub apps: Vec<AppCredentials>,
     pub log: LogConfig,
     pub platform: PlatformConfig,
+    pub simulator: SimulatorConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +120,40 @@ pub struct PlatformConfig {
     pub default_app: String,
 }
 
+/// The stand-in platform of `callhook simulate` and `callhook demo`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorConfig {
+    pub listen: SocketAddr,
+    pub time_scale: f64,
+    pub seed: u64,
+    pub outcome_weights: HashMap<Outcome, u32>,
+    pub callback_signature: CallbackSignature,
+    pub status_url: String,
+    pub fee_url: String,
+    pub fee_retry_delays_ms: Vec<u64>,
+    pub batch_window_ms: u64,
+}
+
+/// How the simulator signs the callbacks it pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackSignature {
+    Newline,
+    Concat,
+    None,
+}
+
+impl CallbackSignature {
+    pub fn variant(self) -> Option<DigestVariant> {
+        match self {
+            Self::Newline => Some(DigestVariant::Newline),
+            Self::Concat => Some(DigestVariant::Concat),
+            Self::None => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -182,6 +219,13 @@ impl Config {
         }
         if self.public_base_url.ends_with('/') {
             return invalid("public_base_url must not end with '/'");
+        }
+        let simulator = &self.simulator;
+        if !(simulator.time_scale > 0.0 && simulator.time_scale.is_finite()) {
+            return invalid("simulator.time_scale must be a positive number");
+        }
+        if simulator.outcome_weights.values().all(|w| *w == 0) {
+            return invalid("simulator.outcome_weights must give some outcome a weight");
         }
         for app in &self.apps {
             if app.key.is_empty() || app.secrets.is_empty() {

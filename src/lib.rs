@@ -19,6 +19,8 @@ pub mod ingest;
 pub mod metrics;
 /// Wire formats, signatures and times of the platform; no I/O.
 pub mod platform;
+/// The platform on your machine: stand-in platform, load generator, demo.
+pub mod simulate;
 /// PostgreSQL: pool, migrations, one module per table.
 pub mod store;
 /// Logging setup and phone-number masking.

@@ -3,7 +3,7 @@
 //!
 //! The structs below are the field table: storage and documentation follow them.
 
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value, value::RawValue};
 use sha2::{Digest, Sha256};
 
@@ -51,7 +51,9 @@ impl EventType {
 }
 
 /// `statusInfo` of a status event (`CallStatusInfo`, spec §1.5): the union over scenarios.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// Serializes as the platform sends it (the simulator uses that), absent fields left out.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallStatusInfo {
     /// Required; checked after parsing so that its absence gets its own error code.
@@ -82,7 +84,8 @@ pub struct CallStatusInfo {
 }
 
 /// One CDR of a fee list (`FeeInfo`, spec §1.6). Times stay strings here; storage parses them.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FeeInfo {
     #[serde(default, deserialize_with = "opt_i32")]

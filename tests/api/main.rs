@@ -8,6 +8,7 @@
 
 mod bad_input;
 mod client;
+mod end_to_end;
 mod fake_platform;
 mod fee_callbacks;
 mod helpers;

@@ -1,0 +1,249 @@
+//! `callhook demo`: the receiver and the stand-in platform on free local ports, a handful of calls
+//! placed through the client with different outcomes, and what Postgres then holds for each.
+
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+use super::{Simulator, scenario::Outcome};
+use crate::{
+    app::Application,
+    client::{ClickToCall, PlatformClient, PlayContentInfo, VerificationCode, VoiceNotification},
+    config::{Config, SignatureMode},
+};
+
+const DEMO_APP: &str = "demo-app";
+const DISPLAY: &str = "+867550000001";
+const CUSTOMER: &str = "+8613800000001";
+const DRIVER: &str = "+8613800000002";
+
+type DemoError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs the demo against the database of `config`, printing to stdout.
+pub async fn run(mut config: Config) -> Result<(), DemoError> {
+    if config.apps.is_empty() {
+        config.apps =
+            serde_json::from_value(json!([{"key": DEMO_APP, "secrets": ["demo-secret"]}]))?;
+    }
+    let receiver_port = free_port()?;
+    config.listen = SocketAddr::from(([127, 0, 0, 1], receiver_port));
+    config.public_base_url = format!("http://127.0.0.1:{receiver_port}");
+    // The simulator signs every push; the receiver refuses anything unsigned or forged.
+    config.signature.mode = SignatureMode::Enforce;
+    config.simulator.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+
+    let receiver = Application::build(config.clone()).await?;
+    let pool = receiver.pool();
+    let simulator = Simulator::bind(&config).await?;
+    config.platform.base_url = format!("http://{}", simulator.local_addr());
+    println!(
+        "receiver  http://{}   (callbacks: /voicecall/status, /voicecall/fee)",
+        receiver.local_addr()
+    );
+    println!("platform  http://{}   (simulated)", simulator.local_addr());
+
+    let (stop_receiver, receiver_stopped) = oneshot::channel::<()>();
+    let (stop_simulator, simulator_stopped) = oneshot::channel::<()>();
+    let receiver_task = tokio::spawn(receiver.run_until(async move {
+        let _ = receiver_stopped.await;
+    }));
+    let simulator_task = tokio::spawn(simulator.run_until(async move {
+        let _ = simulator_stopped.await;
+    }));
+
+    let client = PlatformClient::new(&config, pool.clone())?;
+    let app_key = client.app_key(None)?.to_owned();
+    let mut placed = Vec::new();
+    for (label, outcome) in [
+        ("click-to-call, answered", Outcome::Answered),
+        ("click-to-call, driver busy", Outcome::Busy),
+        ("click-to-call, no answer", Outcome::NoAnswer),
+        (
+            "click-to-call, driver hangs up first",
+            Outcome::CalleeHangsUpFirst,
+        ),
+    ] {
+        let accepted = client
+            .click_to_call(
+                &app_key,
+                ClickToCall {
+                    display_nbr: DISPLAY.into(),
+                    caller_nbr: CUSTOMER.into(),
+                    display_callee_nbr: DISPLAY.into(),
+                    callee_nbr: DRIVER.into(),
+                    user_data: Some(format!("demo;sim-outcome={}", outcome.as_str())),
+                    ..ClickToCall::default()
+                },
+            )
+            .await?;
+        placed.push((label, accepted.session_id));
+    }
+    let notification = VoiceNotification {
+        display_nbr: DISPLAY.into(),
+        callee_nbr: CUSTOMER.into(),
+        play_info_list: vec![PlayContentInfo {
+            template_id: Some("delivery-arriving".into()),
+            template_paras: vec!["5".into()],
+            collect_ind: Some(1),
+            ..PlayContentInfo::default()
+        }],
+        user_data: Some("demo;sim-outcome=answered".into()),
+        ..VoiceNotification::default()
+    };
+    placed.push((
+        "voice notification with a key press",
+        client.notify(&app_key, notification).await?.session_id,
+    ));
+    let verification = VerificationCode {
+        display_nbr: DISPLAY.into(),
+        callee_nbr: CUSTOMER.into(),
+        language_type: 2,
+        pre_tone: "code-follows.wav".into(),
+        verify_code: "4711".into(),
+        user_data: Some("demo;sim-outcome=answered".into()),
+        ..VerificationCode::default()
+    };
+    placed.push((
+        "verification code",
+        client.verify_code(&app_key, verification).await?.session_id,
+    ));
+
+    println!(
+        "\nplaced {} calls; waiting for their callbacks …",
+        placed.len()
+    );
+    let sessions: Vec<String> = placed.iter().map(|(_, s)| s.clone()).collect();
+    let arrived = wait_for_cdrs(&pool, &sessions, Duration::from_secs(60)).await?;
+    for (label, session) in &placed {
+        print_call(&pool, label, session).await?;
+    }
+
+    let _ = stop_simulator.send(());
+    let _ = stop_receiver.send(());
+    simulator_task.await??;
+    receiver_task.await??;
+    if arrived < sessions.len() {
+        return Err(format!("only {arrived} of {} CDRs arrived in time", sessions.len()).into());
+    }
+    println!(
+        "\nall {} calls are in Postgres: tables call_events, cdrs, raw_callbacks, placed_calls.",
+        sessions.len()
+    );
+    Ok(())
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until every session has its CDR, or `limit` passes; returns how many arrived.
+async fn wait_for_cdrs(
+    pool: &PgPool,
+    sessions: &[String],
+    limit: Duration,
+) -> Result<usize, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let arrived: i64 = sqlx::query_scalar(
+            "select count(distinct session_id) from cdrs where session_id = any($1)",
+        )
+        .bind(sessions)
+        .fetch_one(pool)
+        .await?;
+        let arrived = usize::try_from(arrived).unwrap_or(0);
+        if arrived == sessions.len() || tokio::time::Instant::now() >= deadline {
+            return Ok(arrived);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+type EventRow = (
+    String,
+    Option<OffsetDateTime>,
+    Option<String>,
+    Option<i32>,
+    Option<String>,
+    Option<String>,
+);
+type CdrRow = (
+    Option<OffsetDateTime>,
+    Option<OffsetDateTime>,
+    Option<OffsetDateTime>,
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+);
+
+async fn print_call(pool: &PgPool, label: &str, session: &str) -> Result<(), sqlx::Error> {
+    println!("\n{label}\n  sessionId {session}");
+    let events: Vec<EventRow> = sqlx::query_as(
+        "select event_type, event_at, called, state_code, digit_info, party_type
+         from call_events where session_id = $1 order by event_at, id",
+    )
+    .bind(session)
+    .fetch_all(pool)
+    .await?;
+    for (event_type, at, called, state_code, digits, party) in events {
+        let mut details = BTreeMap::new();
+        if let Some(code) = state_code {
+            details.insert("stateCode", code.to_string());
+        }
+        if let Some(digits) = digits {
+            details.insert("digits", digits);
+        }
+        if let Some(party) = party {
+            details.insert("partyType", party);
+        }
+        let details: Vec<String> = details
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!(
+            "  {}  {:<11} to {:<15} {}",
+            at.map_or_else(|| "?".into(), clock),
+            event_type,
+            called.unwrap_or_default(),
+            details.join(" ")
+        );
+    }
+    let cdr: Option<CdrRow> = sqlx::query_as(
+        // Talk time is counted from B's answer on click-to-call (serviceType 002), else from A's.
+        "select case when service_type = '002' then fwd_answer_time else call_out_answer_time end,
+                call_out_start_time, call_end_time,
+                ul_fail_reason, coalesce(fwd_unasw_rsn, call_out_unasw_rsn), sip_status_code
+         from cdrs where session_id = $1",
+    )
+    .bind(session)
+    .fetch_optional(pool)
+    .await?;
+    match cdr {
+        Some((answered, started, ended, fail_reason, q850, sip)) => {
+            let talk = match (answered, ended) {
+                (Some(a), Some(e)) => format!("{} s talk", (e - a).whole_seconds()),
+                _ => "not answered".into(),
+            };
+            let span = match (started, ended) {
+                (Some(s), Some(e)) => format!("{} → {}", clock(s), clock(e)),
+                _ => "?".into(),
+            };
+            println!(
+                "  CDR  {span}, {talk}; ulFailReason={} Q.850={} SIP={}",
+                fail_reason.unwrap_or_default(),
+                q850.unwrap_or_default(),
+                sip.unwrap_or_default()
+            );
+        }
+        None => println!("  CDR  (not arrived)"),
+    }
+    Ok(())
+}
+
+fn clock(at: OffsetDateTime) -> String {
+    format!("{:02}:{:02}:{:02}", at.hour(), at.minute(), at.second())
+}

@@ -1,0 +1,343 @@
+//! The whole loop on one machine: our client places calls on the simulated platform, which plays
+//! them out as signed callbacks to the real receiver, which stores them in Postgres.
+
+use std::time::Duration;
+
+use callhook::{
+    client::{ClickToCall, PlatformClient, VerificationCode},
+    config::{Config, SignatureMode},
+    simulate::{
+        Simulator,
+        load::{self, LoadOptions, Signer},
+        platform::SimState,
+        push::PushStats,
+        scenario::Outcome,
+    },
+    store,
+};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+
+use crate::helpers::{APP_KEY, APP_SECRET, ChaosProxy, TestApp, spawn_app_with, with_test_app};
+
+/// A started simulator; stops when dropped with the test's runtime.
+struct Platform {
+    url: String,
+    state: SimState,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start_platform(config: &Config) -> Platform {
+    let simulator = Simulator::bind(config).await.expect("the simulator binds");
+    let url = format!("http://{}", simulator.local_addr());
+    let state = simulator.state();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(simulator.run_until(async move {
+        let _ = stopped.await;
+    }));
+    Platform {
+        url,
+        state,
+        _stop: stop,
+    }
+}
+
+/// Receiver (enforcing signatures), simulator and client, all sharing the test app's secret.
+fn configs(receiver: &TestApp, platform_secret: &str) -> Config {
+    let mut config = Config::defaults();
+    config.apps =
+        serde_json::from_value(serde_json::json!([{"key": APP_KEY, "secrets": [platform_secret]}]))
+            .unwrap();
+    config.public_base_url = format!("http://{}", receiver.addr);
+    config.simulator.listen = "127.0.0.1:0".parse().unwrap();
+    config.simulator.time_scale = 0.002;
+    config.simulator.batch_window_ms = 50;
+    config.simulator.fee_retry_delays_ms = vec![300; 6];
+    config
+}
+
+fn click_to_call(outcome: Outcome) -> ClickToCall {
+    ClickToCall {
+        display_nbr: "+867550000001".into(),
+        caller_nbr: "+8613800000001".into(),
+        display_callee_nbr: "+867550000001".into(),
+        callee_nbr: "+8613800000002".into(),
+        user_data: Some(format!("e2e;sim-outcome={}", outcome.as_str())),
+        ..ClickToCall::default()
+    }
+}
+
+/// The simulator's counts once `done` holds (its counters move just after the receiver answers).
+async fn settled(platform: &Platform, done: impl Fn(&PushStats) -> bool) -> PushStats {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = platform.state.pusher().stats.lock().unwrap().clone();
+        if done(&stats) || tokio::time::Instant::now() >= deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_for(pool: &PgPool, sql: &'static str, expected: i64, limit: Duration) -> i64 {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(pool).await.unwrap();
+        if n >= expected || tokio::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every outcome, placed through the client: each status event and each CDR the simulator
+/// pushed is stored exactly once, signed and verified.
+#[sqlx::test]
+async fn calls_placed_on_the_simulator_arrive_in_postgres_exactly_once(pool: PgPool) {
+    let receiver = spawn_app_with(pool.clone(), |c| {
+        with_test_app(c);
+        c.signature.mode = SignatureMode::Enforce;
+    })
+    .await;
+    let mut config = configs(&receiver, APP_SECRET);
+    let platform = start_platform(&config).await;
+    config.platform.base_url = platform.url.clone();
+    let client = PlatformClient::new(&config, pool.clone()).unwrap();
+
+    let mut sessions = Vec::new();
+    for outcome in Outcome::ALL {
+        sessions.push(
+            client
+                .click_to_call(APP_KEY, click_to_call(outcome))
+                .await
+                .unwrap()
+                .session_id,
+        );
+    }
+    let verification = VerificationCode {
+        display_nbr: "+867550000001".into(),
+        callee_nbr: "+8613800000001".into(),
+        language_type: 2,
+        pre_tone: "pre.wav".into(),
+        verify_code: "1234".into(),
+        ..VerificationCode::default()
+    };
+    sessions.push(
+        client
+            .verify_code(APP_KEY, verification)
+            .await
+            .unwrap()
+            .session_id,
+    );
+    let cdrs = wait_for(
+        &pool,
+        "select count(*) from cdrs",
+        sessions.len() as i64,
+        Duration::from_secs(20),
+    )
+    .await;
+
+    let pushed = settled(&platform, |s| {
+        s.fee_delivered_records == sessions.len() as u64
+    })
+    .await;
+    let events: i64 = sqlx::query_scalar("select count(*) from call_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let refused: i64 =
+        sqlx::query_scalar("select count(*) from raw_callbacks where outcome not in ('stored')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let joined: i64 = sqlx::query_scalar(
+        "select count(distinct p.session_id) from placed_calls p join cdrs c using (session_id) join call_events e using (session_id)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(cdrs, sessions.len() as i64);
+    assert_eq!(
+        (pushed.status_failed, pushed.fee_retries),
+        (0, 0),
+        "{pushed:?}"
+    );
+    assert_eq!(
+        events, pushed.status_sent as i64,
+        "every pushed event stored once"
+    );
+    assert_eq!(pushed.fee_delivered_records, sessions.len() as u64);
+    assert_eq!(refused, 0, "every callback verified and new");
+    assert_eq!(
+        joined,
+        sessions.len() as i64,
+        "placed calls join their callbacks"
+    );
+    let busy: (i32, i32) = sqlx::query_as(
+        "select e.state_code, c.fwd_unasw_rsn from call_events e join cdrs c using (session_id)
+         where e.event_type = 'disconnect' and c.session_id = $1 limit 1",
+    )
+    .bind(&sessions[2])
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        busy,
+        (8102, 17),
+        "a busy callee carries stateCode 8102 and Q.850 17"
+    );
+}
+
+/// The receiver's database is down when the CDR is first pushed: the push is answered 503,
+/// and the simulator's re-push, once the database is back, lands exactly once.
+#[sqlx::test]
+async fn a_fee_push_refused_during_an_outage_lands_on_the_re_push(pool: PgPool) {
+    let options = (*pool.connect_options()).clone();
+    let upstream = format!("{}:{}", options.get_host(), options.get_port());
+    let proxy = ChaosProxy::start(
+        tokio::net::lookup_host(upstream)
+            .await
+            .unwrap()
+            .next()
+            .unwrap(),
+    )
+    .await;
+    let mut database = Config::defaults().database;
+    database.acquire_timeout_ms = 300;
+    let proxied = store::pool_options(&database)
+        .connect_with(options.host("127.0.0.1").port(proxy.addr.port()))
+        .await
+        .unwrap();
+    let receiver = spawn_app_with(proxied, with_test_app).await;
+    let mut config = configs(&receiver, APP_SECRET);
+    let platform = start_platform(&config).await;
+    config.platform.base_url = platform.url.clone();
+    let client = PlatformClient::new(&config, pool.clone()).unwrap();
+
+    proxy.set_down(true);
+    let session = client
+        .click_to_call(APP_KEY, click_to_call(Outcome::Busy))
+        .await
+        .unwrap()
+        .session_id;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while platform.state.pusher().stats.lock().unwrap().fee_retries == 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.set_down(false);
+    let cdrs = wait_for(
+        &pool,
+        "select count(*) from cdrs",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    let pushed = settled(&platform, |s| s.fee_delivered_records == 1).await;
+    let stored: String = sqlx::query_scalar("select session_id from cdrs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(cdrs, 1);
+    assert_eq!(stored, session);
+    assert!(pushed.fee_retries >= 1, "{pushed:?}");
+    assert_eq!(pushed.fee_delivered_records, 1);
+    assert!(
+        pushed.status_failed > 0,
+        "status pushes during the outage are lost, as on the platform"
+    );
+}
+
+/// Callbacks signed with a secret the receiver does not hold are refused in enforce mode:
+/// nothing is stored but the refusals, and the platform's fee re-pushes are refused too.
+#[sqlx::test]
+async fn forged_callbacks_are_refused_in_enforce_mode(pool: PgPool) {
+    let receiver = spawn_app_with(pool.clone(), |c| {
+        with_test_app(c);
+        c.signature.mode = SignatureMode::Enforce;
+    })
+    .await;
+    let mut config = configs(&receiver, "a-secret-the-receiver-does-not-hold");
+    config.simulator.fee_retry_delays_ms = vec![50];
+    let platform = start_platform(&config).await;
+    config.platform.base_url = platform.url.clone();
+    let client = PlatformClient::new(&config, pool.clone()).unwrap();
+
+    client
+        .click_to_call(APP_KEY, click_to_call(Outcome::Answered))
+        .await
+        .unwrap();
+    let refusals = wait_for(
+        &pool,
+        "select count(*) from raw_callbacks where outcome = 'unauthorized'",
+        10,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    let stored: i64 = sqlx::query_scalar(
+        "select (select count(*) from call_events) + (select count(*) from cdrs)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let verdicts: Vec<String> =
+        sqlx::query_scalar("select distinct signature_verdict from raw_callbacks")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        refusals, 10,
+        "8 status events, the fee push and its one re-push"
+    );
+    assert_eq!(stored, 0);
+    assert_eq!(verdicts, ["bad_digest"]);
+}
+
+/// Load mode's counts agree with what the receiver stored: every request answered 200 is a row.
+#[sqlx::test]
+async fn load_mode_reports_what_the_receiver_stored(pool: PgPool) {
+    let receiver = spawn_app_with(pool.clone(), |c| {
+        with_test_app(c);
+        c.signature.mode = SignatureMode::Enforce;
+    })
+    .await;
+    let url = format!("http://{}/voicecall/events", receiver.addr);
+
+    let report = load::run(LoadOptions {
+        url: url.parse().unwrap(),
+        fee_url: None,
+        connections: 4,
+        duration: Duration::from_secs(30),
+        max_requests: Some(300),
+        fee_share: 0.2,
+        max_batch: 50,
+        seed: 7,
+        signer: Some(Signer {
+            app_key: APP_KEY.into(),
+            secret: crate::helpers::secret(APP_SECRET),
+            variant: callhook::platform::signature::DigestVariant::Newline,
+            signed_status_url: url.clone(),
+            signed_fee_url: url.clone(),
+        }),
+        request_timeout: Duration::from_secs(10),
+    })
+    .await;
+
+    let events: i64 = sqlx::query_scalar("select count(*) from call_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let cdrs: i64 = sqlx::query_scalar("select count(*) from cdrs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.requests, 300);
+    assert_eq!(report.succeeded, 300);
+    assert_eq!(events as u64, report.status_events);
+    assert_eq!(cdrs as u64, report.cdr_rows);
+    assert!(report.fee_lists > 0 && report.latency_ms.max >= report.latency_ms.p50);
+}
