@@ -57,6 +57,8 @@ impl Application {
 
     /// Binds with a pool made elsewhere (tests hand in a fresh database's pool).
     pub async fn with_pool(config: Config, pool: PgPool) -> Result<Self, StartError> {
+        // The code tables in Postgres are copies of the ones in the code; refresh them.
+        store::codes::sync(&pool).await?;
         let addr = config.listen;
         let listener = TcpListener::bind(addr)
             .await

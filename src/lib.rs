@@ -3,6 +3,8 @@
 
 /// Startup, shared state, graceful shutdown.
 pub mod app;
+/// The call log: one row per call, computed from all its facts in a fixed order; no I/O.
+pub mod calls;
 /// The command line (`serve`, `migrate`, `healthcheck`, and the outbound `call`, `notify`,
 /// `verify-code`, `stop`, `recording`).
 pub mod cli;

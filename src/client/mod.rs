@@ -318,7 +318,7 @@ impl PlatformClient {
             .increment(1);
         // The platform's answer matters more than our record of it: a failed insert is logged,
         // never returned in place of the answer.
-        let recorded = match placed_calls::insert(&self.inner.pool, &row).await {
+        let recorded = match placed_calls::record(&self.inner.pool, &row).await {
             Ok(()) => Some(row.id),
             Err(error) => {
                 tracing::error!(%error, placed_call_id = %row.id, "could not record the placed call");

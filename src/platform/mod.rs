@@ -3,6 +3,7 @@
 //! Pure functions and types, no I/O.
 
 pub mod callback;
+pub mod codes;
 mod lenient;
 pub mod outbound;
 pub mod result_codes;

@@ -133,20 +133,22 @@ select $1, $2, * from unnest(
     $23::timestamptz[], $24::timestamptz[], $25::int4[], $26::timestamptz[], $27::text[], $28::int4[],
     $29::timestamptz[], $30::text[], $31::text[], $32::text[], $33::text[], $34::int4[], $35::int4[],
     $36::text[], $37::text[], $38::text[], $39::jsonb[], $40::jsonb[])
-on conflict (session_id, dedup_key) do nothing";
+on conflict (session_id, dedup_key) do nothing
+returning session_id";
 
-/// Stores the records of one fee list; returns how many were new (the rest were already there).
+/// Stores the records of one fee list; returns the sessions of those that were new (the rest
+/// were already there).
 pub async fn insert(
     connection: &mut PgConnection,
     raw_callback_id: Uuid,
     received_at: OffsetDateTime,
     records: &[FeeRecord],
-) -> Result<u64, StoreError> {
+) -> Result<Vec<String>, StoreError> {
     let mut c = Columns::default();
     for record in records {
         c.push(record);
     }
-    let result = sqlx::query(INSERT_CDRS)
+    let stored: Vec<String> = sqlx::query_scalar(INSERT_CDRS)
         .bind(raw_callback_id)
         .bind(received_at)
         .bind(c.session_id)
@@ -187,7 +189,7 @@ pub async fn insert(
         .bind(c.user_data)
         .bind(c.unparsed_times)
         .bind(c.extra)
-        .execute(connection)
+        .fetch_all(connection)
         .await?;
-    Ok(result.rows_affected())
+    Ok(stored)
 }

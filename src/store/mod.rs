@@ -1,7 +1,9 @@
 //! PostgreSQL storage: the pool, migrations, and one module per table. Functions take a
 //! connection or transaction so the caller decides what commits together.
 
+pub mod calls;
 pub mod cdrs;
+pub mod codes;
 pub mod events;
 pub mod nonces;
 pub mod placed_calls;

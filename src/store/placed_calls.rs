@@ -53,6 +53,20 @@ pub struct PlacedCall {
     pub answered_at: Option<OffsetDateTime>,
 }
 
+/// Records a placed call and, when it created a call, brings that call's `calls` row up to date
+/// in the same transaction.
+pub async fn record(pool: &sqlx::PgPool, call: &PlacedCall) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    insert(&mut *tx, call).await?;
+    if let (Outcome::Accepted, Some(session_id), "click2call" | "notify" | "verify") =
+        (call.outcome, &call.session_id, call.operation)
+    {
+        super::calls::refresh(&mut tx, std::slice::from_ref(session_id)).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 pub async fn insert(executor: impl PgExecutor<'_>, call: &PlacedCall) -> Result<(), StoreError> {
     sqlx::query(
         "insert into placed_calls (id, operation, app_key, request, response, http_status,

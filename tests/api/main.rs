@@ -7,6 +7,7 @@
 #![allow(clippy::type_complexity)]
 
 mod bad_input;
+mod call_log;
 mod client;
 mod end_to_end;
 mod fake_platform;

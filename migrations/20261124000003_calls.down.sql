@@ -1,0 +1,9 @@
+alter table raw_callbacks
+    drop column reprocess_error,
+    drop column reprocess_outcome,
+    drop column reprocessed_at;
+drop table result_codes;
+drop table ul_fail_reasons;
+drop table q850_causes;
+drop table state_codes;
+drop table calls;

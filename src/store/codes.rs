@@ -1,0 +1,55 @@
+//! Copies the code tables of `platform::codes` and `platform::result_codes` into PostgreSQL, so
+//! people who query the database can join them. The code is the source of truth: the tables are
+//! rewritten on every start, in one transaction.
+
+use sqlx::PgPool;
+
+use super::StoreError;
+use crate::platform::{
+    codes::{Q850_CAUSES, STATE_CODES, UL_FAIL_REASONS},
+    result_codes::RESULT_CODES,
+};
+
+pub async fn sync(pool: &PgPool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("delete from state_codes")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "insert into state_codes (code, meaning) select * from unnest($1::int4[], $2::text[])",
+    )
+    .bind(STATE_CODES.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+    .bind(STATE_CODES.iter().map(|(_, m)| *m).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("delete from q850_causes")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("insert into q850_causes (code, label_zh, meaning) select * from unnest($1::int4[], $2::text[], $3::text[])")
+        .bind(Q850_CAUSES.iter().map(|(c, _, _)| *c).collect::<Vec<_>>())
+        .bind(Q850_CAUSES.iter().map(|(_, zh, _)| *zh).collect::<Vec<_>>())
+        .bind(Q850_CAUSES.iter().map(|(_, _, m)| *m).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("delete from ul_fail_reasons")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("insert into ul_fail_reasons (code_from, code_to, meaning) select * from unnest($1::int4[], $2::int4[], $3::text[])")
+        .bind(UL_FAIL_REASONS.iter().map(|(f, _, _)| *f).collect::<Vec<_>>())
+        .bind(UL_FAIL_REASONS.iter().map(|(_, t, _)| *t).collect::<Vec<_>>())
+        .bind(UL_FAIL_REASONS.iter().map(|(_, _, m)| *m).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("delete from result_codes")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("insert into result_codes (code, http_status, text, meaning) select * from unnest($1::text[], $2::int2[], $3::text[], $4::text[])")
+        .bind(RESULT_CODES.iter().map(|r| r.code).collect::<Vec<_>>())
+        .bind(RESULT_CODES.iter().map(|r| r.http_status.map(|s| s as i16)).collect::<Vec<_>>())
+        .bind(RESULT_CODES.iter().map(|r| r.text).collect::<Vec<_>>())
+        .bind(RESULT_CODES.iter().map(|r| r.meaning).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
