@@ -10,6 +10,7 @@ use tokio::{net::TcpListener, sync::Notify};
 use crate::{
     config::{Config, CreatedTimeZone},
     http,
+    ingest::Committer,
     platform::signature::CallbackVerifier,
     store::{self, StoreError},
 };
@@ -18,6 +19,8 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Where callbacks go to be committed in groups.
+    pub committer: Committer,
     pub config: Arc<Config>,
     pub verifier: Arc<CallbackVerifier>,
     pub metrics: PrometheusHandle,
@@ -65,6 +68,7 @@ impl Application {
             .map_err(|source| StartError::Bind { addr, source })?;
         let verifier = Arc::new(verifier(&config));
         let state = AppState {
+            committer: Committer::start(pool.clone(), &config.ingest),
             pool,
             config: Arc::new(config),
             verifier,
@@ -129,7 +133,13 @@ impl Application {
         };
         housekeeping.abort();
         if owns_pool {
-            state.pool.close().await;
+            // Bounded: a connection still checked out must not keep the process alive.
+            if tokio::time::timeout(Duration::from_secs(5), state.pool.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!("database connections still in use at exit; closing anyway");
+            }
         }
         tracing::info!("stopped");
         result

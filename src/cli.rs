@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `healthcheck`, and the outbound
+//! The command line: `serve` (the default), `migrate`, `healthcheck`, `reprocess`, and the outbound
 //! commands of `client::commands` (`call`, `notify`, `verify-code`, `stop`, `recording`), and
 //! `simulate` / `demo` of `simulate::commands`.
 
@@ -10,7 +10,9 @@ use crate::{
     app::{Application, shutdown_signal},
     client,
     config::Config,
-    simulate, store, telemetry,
+    ingest, simulate,
+    store::{self, raw::Outcome},
+    telemetry,
 };
 
 #[derive(Debug, Parser)]
@@ -49,6 +51,17 @@ pub enum Command {
     Simulate(simulate::commands::SimulateArgs),
     /// Start the receiver and the simulated platform, place a few calls, and show what arrived.
     Demo,
+    /// Run refused callbacks (outcome rejected or partial) through today's parser again, after
+    /// a fix, and print what became of each. Idempotent: what was stored is a duplicate the
+    /// second time.
+    Reprocess {
+        /// The callback (raw_callbacks.id, as in X-Callhook-Callback-Id or GET /v1/rejected).
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        id: Option<uuid::Uuid>,
+        /// Every refused (rejected or partial) callback, oldest first.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -75,6 +88,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             serve(config).await
         }
         Command::Migrate => migrate(config).await,
+        Command::Reprocess { id, all } => return reprocess(config, id, all).await,
         Command::Healthcheck { .. } => unreachable!("handled above"),
     };
     match result {
@@ -99,6 +113,67 @@ async fn migrate(mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
     store::migrate(&pool).await?;
     tracing::info!("migrations applied");
     Ok(())
+}
+
+/// `callhook reprocess`: one line per callback on stdout, `<id> <outcome>[ <code>: <message>]`;
+/// exit 1 when the one asked for does not exist or the database fails.
+async fn reprocess(config: Config, id: Option<uuid::Uuid>, all: bool) -> ExitCode {
+    let pool = match store::connect(&config.database).await {
+        Ok(pool) => pool,
+        Err(error) => {
+            eprintln!("callhook: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let done = match (id, all) {
+        (Some(id), _) => ingest::reprocess(&pool, id).await.map(|done| {
+            if done.is_none() {
+                eprintln!(
+                    "callhook: no rejected or partial callback {id} (unauthorized and truncated ones cannot be reprocessed)"
+                );
+            }
+            done.into_iter().collect::<Vec<_>>()
+        }),
+        (None, _) => ingest::reprocess_all(&pool).await,
+    };
+    pool.close().await;
+    match done {
+        Ok(done) => {
+            for line in done.iter().map(reprocessed_line) {
+                println!("{line}");
+            }
+            if all {
+                let count = |outcome: Outcome| done.iter().filter(|d| d.outcome == outcome).count();
+                println!(
+                    "reprocessed {}: {} stored, {} duplicate, {} partial, {} still rejected",
+                    done.len(),
+                    count(Outcome::Stored),
+                    count(Outcome::Duplicate),
+                    count(Outcome::Partial),
+                    count(Outcome::Rejected),
+                );
+            }
+            if done.is_empty() && !all {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(error) => {
+            eprintln!("callhook: reprocessing failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `<id> <outcome>`, and the error's code and message when there is one.
+pub fn reprocessed_line(done: &ingest::Reprocessed) -> String {
+    let mut line = format!("{} {}", done.id, done.outcome.as_str());
+    if let Some(error) = &done.error {
+        let text = |key: &str| error.get(key).and_then(|v| v.as_str()).unwrap_or("");
+        line.push_str(&format!(" {}: {}", text("code"), text("message")));
+    }
+    line
 }
 
 async fn healthcheck(url: &str) -> ExitCode {

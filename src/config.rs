@@ -34,11 +34,13 @@ pub struct Config {
     pub public_base_url: String,
     pub database: DatabaseConfig,
     pub http: HttpConfig,
+    pub ingest: IngestConfig,
     pub signature: SignatureConfig,
     pub apps: Vec<AppCredentials>,
     pub log: LogConfig,
     pub platform: PlatformConfig,
     pub simulator: SimulatorConfig,
+    pub api: ApiConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +62,15 @@ pub struct HttpConfig {
     pub body_timeout_ms: u64,
     pub shutdown_timeout_ms: u64,
     pub retry_after_secs: u64,
+}
+
+/// Group commit of callbacks (see `ingest::committer`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub writers: usize,
+    pub max_batch: usize,
+    pub queue_capacity: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -154,6 +165,38 @@ impl CallbackSignature {
     }
 }
 
+/// The read API under `/v1` (`[api]` in config.toml).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub tokens: Vec<ApiToken>,
+    pub default_limit: u32,
+    pub max_limit: u32,
+    pub cdr_gap_after_secs: u64,
+    pub export_statement_timeout_ms: u64,
+    pub max_concurrent_exports: usize,
+}
+
+/// A bearer token of the read API. `SecretString` keeps the token out of `Debug` output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub token: SecretString,
+    /// Who holds it; recorded in the request's log span (never the token).
+    pub name: String,
+    pub scope: TokenScope,
+}
+
+/// What a token may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    /// Phone numbers masked (`+86*********11`) everywhere: JSON, CSV, raw bodies.
+    Masked,
+    /// Everything as stored; also allowed to reprocess refused callbacks.
+    Full,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -205,6 +248,17 @@ impl Config {
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be at least 1");
         }
+        let ingest = &self.ingest;
+        if ingest.writers == 0 || ingest.max_batch == 0 || ingest.queue_capacity == 0 {
+            return invalid(
+                "ingest.writers, ingest.max_batch and ingest.queue_capacity must be at least 1",
+            );
+        }
+        if ingest.writers as u64 >= u64::from(self.database.max_connections) {
+            return invalid(
+                "ingest.writers must be below database.max_connections (other work needs connections too)",
+            );
+        }
         if self.http.body_limit_bytes < 1024 {
             return invalid("http.body_limit_bytes must be at least 1024");
         }
@@ -232,7 +286,45 @@ impl Config {
                 return invalid("every [[apps]] entry needs a key and at least one secret");
             }
         }
+        self.api.validate()?;
         self.platform.validate(&self.apps)
+    }
+}
+
+impl ApiConfig {
+    /// Shortest token accepted: a bearer token is a password, and a short one can be guessed.
+    pub const MIN_TOKEN_CHARS: usize = 16;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if self.default_limit == 0 || self.default_limit > self.max_limit {
+            return invalid("api.default_limit must be between 1 and api.max_limit".into());
+        }
+        if self.max_concurrent_exports == 0 {
+            return invalid("api.max_concurrent_exports must be at least 1".into());
+        }
+        for (i, token) in self.tokens.iter().enumerate() {
+            if token.name.trim().is_empty() {
+                return invalid(format!("api.tokens[{i}] needs a name"));
+            }
+            // Never quote the token itself: this message is printed.
+            if token.token.expose_secret().chars().count() < Self::MIN_TOKEN_CHARS {
+                return invalid(format!(
+                    "api.tokens[{i}] ({}) is shorter than {} characters",
+                    token.name,
+                    Self::MIN_TOKEN_CHARS
+                ));
+            }
+            if self.tokens[..i].iter().any(|t| t.name == token.name) {
+                return invalid(format!("api.tokens name {:?} is used twice", token.name));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn cdr_gap_after(&self) -> Duration {
+        Duration::from_secs(self.cdr_gap_after_secs)
     }
 }
 
@@ -371,6 +463,44 @@ mod tests {
             assert!(!format!("{config:?}").contains("do-not-print-me"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn api_tokens_come_from_the_environment_alone() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "CALLHOOK_API__TOKENS",
+                r#"[{token="ops-token-0123456789", name="ops", scope="full"}, {token="dash-token-0123456789", name="dashboard", scope="masked"}]"#,
+            );
+            let config = Config::load(None).expect("loads");
+            assert_eq!(config.api.tokens.len(), 2);
+            assert_eq!(config.api.tokens[0].name, "ops");
+            assert_eq!(config.api.tokens[0].scope, TokenScope::Full);
+            assert_eq!(
+                config.api.tokens[0].token.expose_secret(),
+                "ops-token-0123456789"
+            );
+            assert_eq!(config.api.tokens[1].scope, TokenScope::Masked);
+            assert!(!format!("{config:?}").contains("ops-token-0123456789"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn short_unnamed_or_unknown_scope_tokens_are_refused() {
+        for tokens in [
+            r#"[{token="short", name="ops", scope="full"}]"#,
+            r#"[{token="long-enough-token-0123", name="", scope="full"}]"#,
+            r#"[{token="long-enough-token-0123", name="ops", scope="admin"}]"#,
+            r#"[{token="long-enough-token-0123", name="a", scope="full"}, {token="other-long-token-0123", name="a", scope="full"}]"#,
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env("CALLHOOK_API__TOKENS", tokens);
+                let error = Config::load(None).expect_err(tokens).to_string();
+                assert!(!error.contains("long-enough-token"), "{error}");
+                Ok(())
+            });
+        }
     }
 
     #[test]

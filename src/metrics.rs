@@ -19,6 +19,10 @@ pub const CDR_RECORDS_TOTAL: &str = "callhook_cdr_records_total";
 pub const PLACED_CALLS_TOTAL: &str = "callhook_placed_calls_total";
 /// Time from receiving a callback to answering it, by `kind`.
 pub const CALLBACK_DURATION_SECONDS: &str = "callhook_callback_duration_seconds";
+/// Callbacks waiting for a writer (group commit queue).
+pub const INGEST_QUEUE_DEPTH: &str = "callhook_ingest_queue_depth";
+/// Requests committed together in one transaction.
+pub const INGEST_GROUP_SIZE: &str = "callhook_ingest_group_size";
 /// Database pool connections, by `state` (idle, in_use).
 pub const DB_POOL_CONNECTIONS: &str = "callhook_db_pool_connections";
 /// Configured maximum pool size.
@@ -27,6 +31,8 @@ pub const DB_POOL_MAX_CONNECTIONS: &str = "callhook_db_pool_max_connections";
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
+
+const GROUP_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// The process-wide recorder. Installed on first use; later calls (several apps in one test
 /// process) share it.
@@ -38,6 +44,11 @@ pub fn handle() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Full(CALLBACK_DURATION_SECONDS.to_owned()),
                     LATENCY_BUCKETS,
+                )
+                .expect("buckets are not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(INGEST_GROUP_SIZE.to_owned()),
+                    GROUP_SIZE_BUCKETS,
                 )
                 .expect("buckets are not empty")
                 .install_recorder()
@@ -66,6 +77,11 @@ fn describe() {
         CALLBACK_DURATION_SECONDS,
         metrics::Unit::Seconds,
         "Callback handling time, by kind."
+    );
+    describe_gauge!(INGEST_QUEUE_DEPTH, "Callbacks waiting for a writer.");
+    describe_histogram!(
+        INGEST_GROUP_SIZE,
+        "Requests committed together in one transaction."
     );
     describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state.");
     describe_gauge!(

@@ -22,16 +22,13 @@ use super::{
 use crate::{
     app::AppState,
     config::{SignatureMode, SignedUrl},
-    ingest::{self, Ingested},
+    ingest::{self, Failure, Ingested, Job, Submitted},
     metrics as m,
     platform::{
         callback::{Callback, parse_callback},
         signature::{UsernameToken, Verdict, parse_username_token, redact_username_token},
     },
-    store::{
-        StoreError,
-        raw::{Outcome, RawCallback},
-    },
+    store::raw::{Outcome, RawCallback},
     telemetry::mask_phone,
 };
 
@@ -168,30 +165,35 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
         raw.app_key = batch.records.iter().find_map(|r| r.info.app_key.clone());
     }
 
-    let nonce = token
-        .as_ref()
-        .filter(|_| raw.signature_verdict == Verdict::Valid);
-    let response = match ingest::ingest(&state.pool, &mut raw, &callback, nonce, enforce).await {
-        Ok(Ingested::Committed { outcome, records }) => {
-            record_success(&callback, outcome, records);
-            acknowledge(&raw, outcome)
+    let nonce = token.filter(|_| raw.signature_verdict == Verdict::Valid);
+    let job = Job {
+        raw,
+        callback,
+        nonce,
+        refuse_replays: enforce,
+    };
+    let retry_after = state.config.http.retry_after_secs;
+    let response = match state.committer.submit(job).await {
+        Submitted::Done(job, Ok(Ingested::Committed { outcome, records })) => {
+            record_success(&job.callback, outcome, records);
+            acknowledge(&job.raw, outcome)
         }
-        Ok(Ingested::Replayed) => {
-            refuse(
-                &state,
-                &raw,
-                Outcome::Unauthorized,
-                ApiError::unauthorized(Verdict::Replayed),
-            )
-            .await
+        Submitted::Done(job, Ok(Ingested::Replayed)) => {
+            let error = ApiError::unauthorized(Verdict::Replayed);
+            refuse(&state, &job.raw, Outcome::Unauthorized, error).await
         }
-        Err(error @ StoreError::Refused(_)) => {
-            let error = ApiError::from_store(&error, state.config.http.retry_after_secs);
-            refuse(&state, &raw, Outcome::Rejected, error).await
+        Submitted::Done(job, Err(Failure::Refused)) => {
+            let error = ApiError::from_failure(Failure::Refused, retry_after);
+            refuse(&state, &job.raw, Outcome::Rejected, error).await
         }
-        Err(error) => {
-            ApiError::from_store(&error, state.config.http.retry_after_secs).into_response()
+        Submitted::Done(_, Err(failure)) => {
+            ApiError::from_failure(failure, retry_after).into_response()
         }
+        Submitted::Overloaded(_) => {
+            metrics::counter!(m::REJECTIONS_TOTAL, "reason" => "overloaded").increment(1);
+            ApiError::overloaded(retry_after).into_response()
+        }
+        Submitted::Lost => ApiError::from_failure(Failure::Internal, retry_after).into_response(),
     };
     finish(&state, response, kind, started)
 }

@@ -12,7 +12,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use crate::{
-    ingest::record_errors,
+    ingest::{Failure, record_errors},
     platform::{callback::WireError, signature::Verdict},
     store::StoreError,
     telemetry::mask_numbers,
@@ -28,6 +28,9 @@ pub struct ApiError {
     pub records: Option<Value>,
     /// Seconds for Retry-After (503 only).
     pub retry_after: Option<u64>,
+    /// Whether to send `WWW-Authenticate: Bearer` (401 of the read API only; callbacks are
+    /// signed with X-AKSK instead).
+    pub bearer_challenge: bool,
 }
 
 impl ApiError {
@@ -39,7 +42,29 @@ impl ApiError {
             field: None,
             records: None,
             retry_after: None,
+            bearer_challenge: false,
         }
+    }
+
+    /// 401 of the read API: no token, or not one of `api.tokens`.
+    pub fn bearer_refused(code: &'static str, message: &'static str) -> Self {
+        Self {
+            bearer_challenge: true,
+            field: Some("Authorization".into()),
+            ..Self::new(StatusCode::UNAUTHORIZED, code, message)
+        }
+    }
+
+    /// 400 naming the query parameter (or path segment) that cannot be used.
+    pub fn invalid_parameter(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
+        }
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
     /// 400: the body is not a callback we can read.
@@ -115,24 +140,74 @@ impl ApiError {
         }
     }
 
-    /// Maps a storage failure. `Refused` is the input's fault and is answered 400.
+    /// Maps a storage failure (logged here, once). `Refused` is the input's fault and is
+    /// answered 400.
     pub fn from_store(error: &StoreError, retry_after_secs: u64) -> Self {
-        match error {
-            StoreError::Unavailable(_) => {
+        let failure = Failure::from(error);
+        match failure {
+            Failure::Unavailable => {
                 tracing::warn!(error = %mask_numbers(&error.to_string()), "database unavailable");
-                Self::unavailable(retry_after_secs)
             }
-            StoreError::Refused(_) => Self::new(
+            Failure::Refused => {}
+            Failure::Internal => {
+                tracing::error!(error = %mask_numbers(&error.to_string()), "storage failed");
+            }
+        }
+        Self::from_failure(failure, retry_after_secs)
+    }
+
+    /// Maps a callback that could not be committed.
+    pub fn from_failure(failure: Failure, retry_after_secs: u64) -> Self {
+        match failure {
+            Failure::Unavailable => Self::unavailable(retry_after_secs),
+            Failure::Refused => Self::new(
                 StatusCode::BAD_REQUEST,
                 "unstorable_value",
                 "the callback holds a value PostgreSQL cannot store (for example a NUL character)",
             ),
-            StoreError::Other(_) | StoreError::Migrate(_) => {
-                tracing::error!(error = %mask_numbers(&error.to_string()), "storage failed");
+            Failure::Internal => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "storage failed; nothing was stored",
+            ),
+        }
+    }
+
+    /// 503 with Retry-After: the commit queue is full; the sender should retry.
+    pub fn overloaded(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "callhook is at capacity; nothing was stored, please retry",
+            )
+        }
+    }
+
+    /// Maps a failure of the read API (`/v1`): 503 + Retry-After when the database is
+    /// unavailable, 400 when it refused a value we were given, else a 500 whose cause is logged,
+    /// not answered.
+    pub fn from_read(error: &StoreError, retry_after_secs: u64) -> Self {
+        match error {
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %mask_numbers(&error.to_string()), "database unavailable");
+                Self {
+                    message: "the database is unavailable; please retry".into(),
+                    ..Self::unavailable(retry_after_secs)
+                }
+            }
+            StoreError::Refused(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                "a parameter holds a value PostgreSQL cannot take (for example a NUL character)",
+            ),
+            _ => {
+                tracing::error!(error = %mask_numbers(&error.to_string()), "query failed");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal_error",
-                    "storage failed; nothing was stored",
+                    "the query failed",
                 )
             }
         }
@@ -159,6 +234,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if self.bearer_challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             response
                 .headers_mut()
@@ -166,4 +246,35 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The body of every error answer (`ApiError`), as the OpenAPI document describes it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `invalid_json`, `missing_field`, `token_missing`,
+    /// `invalid_parameter`, `invalid_cursor`, `database_unavailable`, …
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
+    /// The field, header or parameter at fault: a path into the request body (`statusInfo.sessionId`,
+    /// `feeLst[3].callEndTime`), a header name, or a query parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Fee lists: why each refused CDR was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<RecordErrorDetail>>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RecordErrorDetail {
+    /// Position in `feeLst`.
+    pub index: usize,
+    pub code: String,
+    pub field: Option<String>,
+    pub message: String,
 }

@@ -52,8 +52,10 @@ impl EventType {
 
 /// `statusInfo` of a status event (`CallStatusInfo`, spec §1.5): the union over scenarios.
 /// Serializes as the platform sends it (the simulator uses that), absent fields left out.
+/// Read leniently: a string field may come as a number, an integer as a string of digits, and
+/// "" means absent. Fields not listed are accepted and kept.
 #[serde_with::skip_serializing_none]
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallStatusInfo {
     /// Required; checked after parsing so that its absence gets its own error code.
@@ -71,6 +73,7 @@ pub struct CallStatusInfo {
     #[serde(default, deserialize_with = "opt_string")]
     pub party_type: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
+    #[schema(schema_with = lenient_integer)]
     pub state_code: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
     pub state_desc: Option<String>,
@@ -84,11 +87,13 @@ pub struct CallStatusInfo {
 }
 
 /// One CDR of a fee list (`FeeInfo`, spec §1.6). Times stay strings here; storage parses them.
+/// Read leniently like `CallStatusInfo`; times are `yyyy-MM-dd HH:mm:ss` in UTC.
 #[serde_with::skip_serializing_none]
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FeeInfo {
     #[serde(default, deserialize_with = "opt_i32")]
+    #[schema(schema_with = lenient_integer)]
     pub direction: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
     pub sp_id: Option<String>,
@@ -118,12 +123,15 @@ pub struct FeeInfo {
     #[serde(default, deserialize_with = "opt_string")]
     pub call_end_time: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
+    #[schema(schema_with = lenient_integer)]
     pub fwd_unasw_rsn: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
     pub fail_time: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
+    #[schema(schema_with = lenient_integer)]
     pub ul_fail_reason: Option<i32>,
     #[serde(default, deserialize_with = "opt_i32")]
+    #[schema(schema_with = lenient_integer)]
     pub sip_status_code: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
     pub call_out_start_time: Option<String>,
@@ -132,12 +140,14 @@ pub struct FeeInfo {
     #[serde(default, deserialize_with = "opt_string")]
     pub call_out_answer_time: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
+    #[schema(schema_with = lenient_integer)]
     pub call_out_unasw_rsn: Option<i32>,
     #[serde(rename = "dynIVRStartTime", default, deserialize_with = "opt_string")]
     pub dyn_ivr_start_time: Option<String>,
     #[serde(rename = "dynIVRPath", default, deserialize_with = "opt_string")]
     pub dyn_ivr_path: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
+    #[schema(schema_with = lenient_integer)]
     pub record_flag: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
     pub record_start_time: Option<String>,
@@ -150,8 +160,10 @@ pub struct FeeInfo {
     #[serde(default, deserialize_with = "opt_string")]
     pub record_file_download_url: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
+    #[schema(schema_with = lenient_integer)]
     pub tts_play_times: Option<i32>,
     #[serde(default, deserialize_with = "opt_i32")]
+    #[schema(schema_with = lenient_integer)]
     pub tts_trans_duration: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
     pub service_type: Option<String>,
@@ -162,6 +174,24 @@ pub struct FeeInfo {
     /// Fields the spec does not list, as received.
     #[serde(skip)]
     pub extra: Map<String, Value>,
+}
+
+/// The OpenAPI schema of an integer field read by `opt_i32`: a number, a string of digits, or
+/// null ("" = absent).
+fn lenient_integer() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    let one_of = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Integer).format(Some(
+            utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int32),
+        )))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^\s*(-?[0-9]+)?\s*$")),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build();
+    Schema::OneOf(one_of)
 }
 
 /// Why a body (or one record of a fee list) was refused. `field` is a path into the body.

@@ -59,7 +59,10 @@ pub struct LoadArgs {
     /// Share of requests that are fee lists, 0-1.
     #[arg(long, default_value_t = 0.1)]
     pub fee_share: f64,
-    /// Largest fee list; sizes are drawn from 1 to this.
+    /// Smallest fee list; sizes are drawn from --min-batch to --max-batch.
+    #[arg(long, default_value_t = 1)]
+    pub min_batch: usize,
+    /// Largest fee list.
     #[arg(long, default_value_t = 50)]
     pub max_batch: usize,
     /// Seed of the traffic mix, for reproducible runs.
@@ -171,6 +174,9 @@ async fn run_load(args: LoadArgs, config: &Config) -> ExitCode {
         duration: args.duration,
         max_requests: args.requests,
         fee_share: args.fee_share.clamp(0.0, 1.0),
+        min_batch: args
+            .min_batch
+            .clamp(1, crate::platform::callback::MAX_FEE_RECORDS),
         max_batch: args
             .max_batch
             .clamp(1, crate::platform::callback::MAX_FEE_RECORDS),

@@ -50,6 +50,8 @@ pub struct LoadOptions {
     pub max_requests: Option<u64>,
     /// Share of requests that are fee lists (0.0–1.0).
     pub fee_share: f64,
+    /// Fee list sizes are drawn from `min_batch..=max_batch`.
+    pub min_batch: usize,
     pub max_batch: usize,
     pub seed: u64,
     pub signer: Option<Signer>,
@@ -144,7 +146,7 @@ async fn drive(
         run_id,
         connection,
         options.fee_share,
-        options.max_batch,
+        (options.min_batch, options.max_batch),
     );
     let mut nonce_counter = 0u64;
     let take = || match budget {

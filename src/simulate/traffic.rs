@@ -44,6 +44,7 @@ pub struct Traffic {
     rng: StdRng,
     prefix: String,
     fee_share: f64,
+    min_batch: usize,
     max_batch: usize,
     calls: u64,
     stage: usize,
@@ -56,15 +57,17 @@ impl Traffic {
         run_id: &str,
         connection: usize,
         fee_share: f64,
-        max_batch: usize,
+        batch: (usize, usize),
     ) -> Self {
+        let (min_batch, max_batch) = (batch.0.max(1), batch.1.max(batch.0.max(1)));
         Self {
             rng: StdRng::seed_from_u64(
                 seed ^ (connection as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             ),
             prefix: format!("load-{run_id}-{connection}"),
             fee_share,
-            max_batch: max_batch.max(1),
+            min_batch,
+            max_batch,
             calls: 0,
             stage: 0,
             fees: 0,
@@ -73,7 +76,7 @@ impl Traffic {
 
     pub fn next_body(&mut self) -> (Kind, Bytes) {
         if self.rng.random_bool(self.fee_share) {
-            let size = self.rng.random_range(1..=self.max_batch);
+            let size = self.rng.random_range(self.min_batch..=self.max_batch);
             (Kind::Fee(size), self.fee_list(size))
         } else {
             (Kind::Status, self.status_event())
@@ -147,7 +150,7 @@ mod tests {
 
     #[test]
     fn generated_bodies_parse_as_the_platform_would_send_them() {
-        let mut traffic = Traffic::new(7, "t", 0, 0.5, 50);
+        let mut traffic = Traffic::new(7, "t", 0, 0.5, (1, 50));
         for _ in 0..200 {
             let (kind, body) = traffic.next_body();
             match (kind, parse_callback(&body).result) {
@@ -164,7 +167,7 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_stream_and_sessions_never_repeat() {
         let kinds = |seed| {
-            let mut traffic = Traffic::new(seed, "t", 3, 0.1, 50);
+            let mut traffic = Traffic::new(seed, "t", 3, 0.1, (1, 50));
             (0..100).map(|_| traffic.next_body()).collect::<Vec<_>>()
         };
         assert_eq!(kinds(1), kinds(1));

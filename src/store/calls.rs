@@ -13,112 +13,186 @@ use time::OffsetDateTime;
 use super::StoreError;
 use crate::calls::{CallRecord, CdrFact, EventFact, PlacedFact, project};
 
+/// Everything known about one call, fetched in one statement: its events as parallel arrays,
+/// its CDR and its placed call as nullable columns.
 #[derive(sqlx::FromRow)]
-struct SessionEvent {
+struct Facts {
     session_id: String,
-    #[sqlx(flatten)]
-    fact: EventFact,
+    event_type: Option<Vec<String>>,
+    event_at: Option<Vec<Option<OffsetDateTime>>>,
+    event_caller: Option<Vec<Option<String>>>,
+    event_called: Option<Vec<Option<String>>>,
+    event_user_data: Option<Vec<Option<String>>>,
+    party_type: Option<Vec<Option<String>>>,
+    state_code: Option<Vec<Option<i32>>>,
+    digit_info: Option<Vec<Option<String>>>,
+    fingerprint: Option<Vec<Vec<u8>>>,
+    event_received_at: Option<Vec<OffsetDateTime>>,
+    cdr_received_at: Option<OffsetDateTime>,
+    app_key: Option<String>,
+    bind_num: Option<String>,
+    caller_num: Option<String>,
+    callee_num: Option<String>,
+    fwd_dst_num: Option<String>,
+    cdr_user_data: Option<String>,
+    service_type: Option<String>,
+    call_out_start_time: Option<OffsetDateTime>,
+    call_out_alerting_time: Option<OffsetDateTime>,
+    call_out_answer_time: Option<OffsetDateTime>,
+    fwd_alerting_time: Option<OffsetDateTime>,
+    fwd_answer_time: Option<OffsetDateTime>,
+    call_end_time: Option<OffsetDateTime>,
+    call_out_unasw_rsn: Option<i32>,
+    fwd_unasw_rsn: Option<i32>,
+    ul_fail_reason: Option<i32>,
+    sip_status_code: Option<i32>,
+    record_flag: Option<i32>,
+    record_object_name: Option<String>,
+    record_domain: Option<String>,
+    record_file_download_url: Option<String>,
+    placed_id: Option<Uuid>,
+    placed_operation: Option<String>,
+    placed_app_key: Option<String>,
+    placed_caller_nbr: Option<String>,
+    placed_callee_nbr: Option<String>,
+    placed_display_nbr: Option<String>,
+    placed_user_data: Option<String>,
+    placed_requested_at: Option<OffsetDateTime>,
 }
 
-#[derive(sqlx::FromRow)]
-struct SessionCdr {
-    session_id: String,
-    #[sqlx(flatten)]
-    fact: CdrFact,
+// One CDR per call (spec §1.4); should a session ever carry more, the latest end wins.
+const FETCH_FACTS: &str = "
+select s as session_id,
+       e.event_type, e.event_at, e.event_caller, e.event_called, e.event_user_data, e.party_type,
+       e.state_code, e.digit_info, e.fingerprint, e.event_received_at,
+       c.received_at as cdr_received_at, c.app_key, c.bind_num, c.caller_num, c.callee_num, c.fwd_dst_num,
+       c.user_data as cdr_user_data, c.service_type, c.call_out_start_time, c.call_out_alerting_time,
+       c.call_out_answer_time, c.fwd_alerting_time, c.fwd_answer_time, c.call_end_time, c.call_out_unasw_rsn,
+       c.fwd_unasw_rsn, c.ul_fail_reason, c.sip_status_code, c.record_flag, c.record_object_name,
+       c.record_domain, c.record_file_download_url,
+       p.id as placed_id, p.operation as placed_operation, p.app_key as placed_app_key,
+       p.request->>'callerNbr' as placed_caller_nbr, p.request->>'calleeNbr' as placed_callee_nbr,
+       p.request->>'displayNbr' as placed_display_nbr, p.user_data as placed_user_data,
+       p.requested_at as placed_requested_at
+from unnest($1::text[]) as s
+left join lateral (
+    select array_agg(event_type) as event_type, array_agg(event_at) as event_at, array_agg(caller) as event_caller,
+           array_agg(called) as event_called, array_agg(user_data) as event_user_data,
+           array_agg(party_type) as party_type, array_agg(state_code) as state_code,
+           array_agg(digit_info) as digit_info, array_agg(fingerprint) as fingerprint,
+           array_agg(received_at) as event_received_at
+    from call_events where session_id = s
+) e on true
+left join lateral (
+    select * from cdrs where session_id = s order by call_end_time desc nulls last, id limit 1
+) c on true
+left join lateral (
+    select * from placed_calls
+    where session_id = s and outcome = 'accepted' and operation in ('click2call', 'notify', 'verify')
+    order by requested_at limit 1
+) p on true";
+
+impl Facts {
+    fn events(&mut self) -> Vec<EventFact> {
+        let types = self.event_type.take().unwrap_or_default();
+        let mut at = self.event_at.take().unwrap_or_default().into_iter();
+        let mut caller = self.event_caller.take().unwrap_or_default().into_iter();
+        let mut called = self.event_called.take().unwrap_or_default().into_iter();
+        let mut user_data = self.event_user_data.take().unwrap_or_default().into_iter();
+        let mut party_type = self.party_type.take().unwrap_or_default().into_iter();
+        let mut state_code = self.state_code.take().unwrap_or_default().into_iter();
+        let mut digit_info = self.digit_info.take().unwrap_or_default().into_iter();
+        let mut fingerprint = self.fingerprint.take().unwrap_or_default().into_iter();
+        let mut received_at = self
+            .event_received_at
+            .take()
+            .unwrap_or_default()
+            .into_iter();
+        types
+            .into_iter()
+            .map(|event_type| EventFact {
+                event_type,
+                event_at: at.next().flatten(),
+                caller: caller.next().flatten(),
+                called: called.next().flatten(),
+                user_data: user_data.next().flatten(),
+                party_type: party_type.next().flatten(),
+                state_code: state_code.next().flatten(),
+                digit_info: digit_info.next().flatten(),
+                fingerprint: fingerprint.next().unwrap_or_default(),
+                received_at: received_at.next().unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            })
+            .collect()
+    }
+
+    fn cdr(&mut self) -> Option<CdrFact> {
+        Some(CdrFact {
+            received_at: self.cdr_received_at?,
+            app_key: self.app_key.take(),
+            bind_num: self.bind_num.take(),
+            caller_num: self.caller_num.take(),
+            callee_num: self.callee_num.take(),
+            fwd_dst_num: self.fwd_dst_num.take(),
+            user_data: self.cdr_user_data.take(),
+            service_type: self.service_type.take(),
+            call_out_start_time: self.call_out_start_time,
+            call_out_alerting_time: self.call_out_alerting_time,
+            call_out_answer_time: self.call_out_answer_time,
+            fwd_alerting_time: self.fwd_alerting_time,
+            fwd_answer_time: self.fwd_answer_time,
+            call_end_time: self.call_end_time,
+            call_out_unasw_rsn: self.call_out_unasw_rsn,
+            fwd_unasw_rsn: self.fwd_unasw_rsn,
+            ul_fail_reason: self.ul_fail_reason,
+            sip_status_code: self.sip_status_code,
+            record_flag: self.record_flag,
+            record_object_name: self.record_object_name.take(),
+            record_domain: self.record_domain.take(),
+            record_file_download_url: self.record_file_download_url.take(),
+        })
+    }
+
+    fn placed(&mut self) -> Option<PlacedFact> {
+        Some(PlacedFact {
+            id: self.placed_id?,
+            operation: self.placed_operation.take()?,
+            app_key: self.placed_app_key.take()?,
+            caller_nbr: self.placed_caller_nbr.take(),
+            callee_nbr: self.placed_callee_nbr.take(),
+            display_nbr: self.placed_display_nbr.take(),
+            user_data: self.placed_user_data.take(),
+            requested_at: self.placed_requested_at?,
+        })
+    }
 }
 
-#[derive(sqlx::FromRow)]
-struct SessionPlaced {
-    session_id: String,
-    id: Uuid,
-    operation: String,
-    app_key: String,
-    caller_nbr: Option<String>,
-    callee_nbr: Option<String>,
-    display_nbr: Option<String>,
-    user_data: Option<String>,
-    requested_at: OffsetDateTime,
-}
-
-/// Recomputes the `calls` rows of `sessions` from everything stored about them.
+/// Recomputes the `calls` rows of `sessions` from everything stored about them: three
+/// statements however many calls.
 pub async fn refresh(connection: &mut PgConnection, sessions: &[String]) -> Result<(), StoreError> {
-    let mut sessions: Vec<String> = sessions.to_vec();
+    let mut sessions: Vec<&str> = sessions.iter().map(String::as_str).collect();
     sessions.sort_unstable();
     sessions.dedup();
     if sessions.is_empty() {
         return Ok(());
     }
+    // Creates the missing rows and locks them all: an upsert locks every row it touches.
     sqlx::query(
         "insert into calls (session_id, scenario, outcome, has_cdr, events, last_callback_at, updated_at)
          select s, 'unknown', 'in_progress', false, 0, now(), now() from unnest($1::text[]) as s
-         on conflict do nothing",
+         on conflict (session_id) do update set updated_at = excluded.updated_at",
     )
     .bind(&sessions)
     .execute(&mut *connection)
     .await?;
-    sqlx::query("select 1 from calls where session_id = any($1) order by session_id for update")
+    let facts: Vec<Facts> = sqlx::query_as(FETCH_FACTS)
         .bind(&sessions)
-        .execute(&mut *connection)
+        .fetch_all(&mut *connection)
         .await?;
-
-    let events: Vec<SessionEvent> = sqlx::query_as(
-        "select session_id, event_type, event_at, caller, called, user_data, party_type, state_code, digit_info,
-                fingerprint, received_at
-         from call_events where session_id = any($1)",
-    )
-    .bind(&sessions)
-    .fetch_all(&mut *connection)
-    .await?;
-    // One CDR per call (spec §1.4); should a session ever carry more, the latest end wins.
-    let cdrs: Vec<SessionCdr> = sqlx::query_as(
-        "select distinct on (session_id) session_id, app_key, bind_num, caller_num, callee_num, fwd_dst_num, user_data,
-                service_type, call_out_start_time, call_out_alerting_time, call_out_answer_time, fwd_alerting_time,
-                fwd_answer_time, call_end_time, call_out_unasw_rsn, fwd_unasw_rsn, ul_fail_reason, sip_status_code,
-                record_flag, record_object_name, record_domain, record_file_download_url, received_at
-         from cdrs where session_id = any($1)
-         order by session_id, call_end_time desc nulls last, id",
-    )
-    .bind(&sessions)
-    .fetch_all(&mut *connection)
-    .await?;
-    let placed: Vec<SessionPlaced> = sqlx::query_as(
-        "select distinct on (session_id) session_id, id, operation, app_key,
-                request->>'callerNbr' as caller_nbr, request->>'calleeNbr' as callee_nbr,
-                request->>'displayNbr' as display_nbr, user_data, requested_at
-         from placed_calls
-         where session_id = any($1) and outcome = 'accepted' and operation in ('click2call', 'notify', 'verify')
-         order by session_id, requested_at",
-    )
-    .bind(&sessions)
-    .fetch_all(&mut *connection)
-    .await?;
-
-    let records: Vec<CallRecord> = sessions
-        .iter()
-        .map(|session| {
-            let facts: Vec<EventFact> = events
-                .iter()
-                .filter(|e| &e.session_id == session)
-                .map(|e| e.fact.clone())
-                .collect();
-            let cdr = cdrs
-                .iter()
-                .find(|c| &c.session_id == session)
-                .map(|c| &c.fact);
-            let placed = placed
-                .iter()
-                .find(|p| &p.session_id == session)
-                .map(|p| PlacedFact {
-                    id: p.id,
-                    operation: p.operation.clone(),
-                    app_key: p.app_key.clone(),
-                    caller_nbr: p.caller_nbr.clone(),
-                    callee_nbr: p.callee_nbr.clone(),
-                    display_nbr: p.display_nbr.clone(),
-                    user_data: p.user_data.clone(),
-                    requested_at: p.requested_at,
-                });
-            project(session, &facts, cdr, placed.as_ref())
+    let records: Vec<CallRecord> = facts
+        .into_iter()
+        .map(|mut facts| {
+            let (events, cdr, placed) = (facts.events(), facts.cdr(), facts.placed());
+            project(&facts.session_id, &events, cdr.as_ref(), placed.as_ref())
         })
         .collect();
     write(connection, &records).await

@@ -8,6 +8,8 @@ pub mod events;
 pub mod nonces;
 pub mod placed_calls;
 pub mod raw;
+/// The read side (the `/v1` API and its exports): filtered, keyset-paginated lists.
+pub mod read;
 
 use std::{str::FromStr, time::Duration};
 

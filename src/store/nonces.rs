@@ -7,23 +7,29 @@ use time::OffsetDateTime;
 
 use super::StoreError;
 
-/// Records a nonce; `false` when it was already seen (a replay). Concurrent first uses are
-/// decided by the primary key, so exactly one of them wins.
+/// Records nonces in one statement; returns the (app key, nonce) pairs that were new. A pair
+/// already there was seen before: a replay. Concurrent first uses are decided by the primary
+/// key, so exactly one of them wins; pairs go in key order, so writers never wait in a cycle.
 pub async fn remember(
     connection: &mut PgConnection,
-    app_key: &str,
-    nonce: &str,
+    nonces: &[(&str, &str)],
     seen_at: OffsetDateTime,
-) -> Result<bool, StoreError> {
-    let result = sqlx::query(
-        "insert into callback_nonces (app_key, nonce, seen_at) values ($1, $2, $3) on conflict do nothing",
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut nonces = nonces.to_vec();
+    nonces.sort_unstable();
+    let (apps, values): (Vec<&str>, Vec<&str>) = nonces.into_iter().unzip();
+    let fresh = sqlx::query_as(
+        "insert into callback_nonces (app_key, nonce, seen_at)
+         select a, n, $3 from unnest($1::text[], $2::text[]) as u(a, n)
+         on conflict do nothing
+         returning app_key, nonce",
     )
-    .bind(app_key)
-    .bind(nonce)
+    .bind(apps)
+    .bind(values)
     .bind(seen_at)
-    .execute(connection)
+    .fetch_all(connection)
     .await?;
-    Ok(result.rows_affected() == 1)
+    Ok(fresh)
 }
 
 /// Forgets nonces older than `retention`: a request that old is refused as stale anyway.

@@ -313,6 +313,7 @@ async fn load_mode_reports_what_the_receiver_stored(pool: PgPool) {
         duration: Duration::from_secs(30),
         max_requests: Some(300),
         fee_share: 0.2,
+        min_batch: 1,
         max_batch: 50,
         seed: 7,
         signer: Some(Signer {

@@ -6,15 +6,23 @@
 // move the column list away from the query that defines it.
 #![allow(clippy::type_complexity)]
 
+mod api_auth;
+mod api_helpers;
 mod bad_input;
+mod call_api;
 mod call_log;
+mod cdr_api;
 mod client;
 mod end_to_end;
+mod exports;
 mod fake_platform;
 mod fee_callbacks;
 mod helpers;
 mod migrations;
+mod openapi;
 mod ops;
+mod reprocess;
 mod resilience;
 mod signatures;
 mod status_callbacks;
+mod throughput;

@@ -1,0 +1,380 @@
+//! Query parameters, page sizes and cursors of the `/v1` lists.
+
+use axum::http::{StatusCode, Uri};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    config::ApiConfig,
+    http::error::ApiError,
+    store::read::{CallFilter, CdrFilter, RefusedFilter},
+};
+
+/// Reads the query string into `T`; a parameter that is unknown or cannot be read is a 400
+/// naming it (unknown ones too, so a typo does not silently widen a query).
+pub fn parse_query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+    let query = uri.query().unwrap_or("");
+    let deserializer =
+        serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.inner().to_string();
+        if path == "." {
+            // serde reports unknown parameters at the root; name the parameter itself.
+            let field = message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or("query");
+            ApiError::invalid_parameter(field, message.clone())
+        } else {
+            ApiError::invalid_parameter(path, message)
+        }
+    })
+}
+
+/// The page size asked for, or the default; 400 outside 1..=`api.max_limit` (a larger page is
+/// refused rather than silently cut, so a client never mistakes a short page for the end).
+pub fn page_limit(limit: Option<u32>, config: &ApiConfig) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(config.default_limit);
+    if limit == 0 || limit > config.max_limit {
+        return Err(ApiError::invalid_parameter(
+            "limit",
+            format!("limit must be between 1 and {}", config.max_limit),
+        ));
+    }
+    Ok(limit as usize)
+}
+
+/// Takes one row more than the page holds, to know whether another page follows without an
+/// extra query: cuts the page to `limit` and returns the cursor of its last row if so.
+pub fn finish_page<T>(
+    rows: &mut Vec<T>,
+    limit: usize,
+    cursor: impl Fn(&T) -> String,
+) -> Option<String> {
+    if rows.len() <= limit {
+        return None;
+    }
+    rows.truncate(limit);
+    rows.last().map(cursor)
+}
+
+/// Which list a cursor belongs to: a cursor of one list is refused by another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorKind {
+    Calls,
+    Gaps,
+    Cdrs,
+    Rejected,
+}
+
+impl CursorKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Calls => "calls",
+            Self::Gaps => "gaps",
+            Self::Cdrs => "cdrs",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// A cursor: the last row's sort key and tiebreak, as base64url of a small JSON object. Opaque
+/// to clients, who only hand it back.
+#[derive(Serialize, Deserialize)]
+struct CursorWire {
+    #[serde(rename = "l")]
+    list: String,
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    #[serde(rename = "k")]
+    key: String,
+}
+
+pub fn encode_cursor(kind: CursorKind, at: OffsetDateTime, key: &str) -> String {
+    let wire = CursorWire {
+        list: kind.as_str().to_owned(),
+        at,
+        key: key.to_owned(),
+    };
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wire).expect("a cursor serializes"))
+}
+
+/// 400 for a cursor that this list did not hand out.
+pub fn invalid_cursor() -> ApiError {
+    ApiError {
+        field: Some("cursor".into()),
+        ..ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+            "cursor is not a next_cursor of this list; start again without it",
+        )
+    }
+}
+
+pub fn decode_cursor(kind: CursorKind, cursor: &str) -> Result<(OffsetDateTime, String), ApiError> {
+    let invalid = invalid_cursor;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.trim_end_matches('='))
+        .map_err(|_| invalid())?;
+    let wire: CursorWire = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    if wire.list != kind.as_str() {
+        return Err(invalid());
+    }
+    Ok((wire.at, wire.key))
+}
+
+/// A call's outcome (`calls.outcome`).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    InProgress,
+    Answered,
+    NoAnswer,
+    Busy,
+    Rejected,
+    CallerHungUp,
+    Failed,
+}
+
+impl CallOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "in_progress",
+            Self::Answered => "answered",
+            Self::NoAnswer => "no_answer",
+            Self::Busy => "busy",
+            Self::Rejected => "rejected",
+            Self::CallerHungUp => "caller_hung_up",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Filters and paging of `GET /v1/calls` (and, without paging, `GET /v1/calls.csv`). Times are
+/// RFC 3339 (`2026-11-24T06:00:00Z`; write a `+` offset as `%2B`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CallsParams {
+    /// Calls that started at or after this time (started_at; for a call whose start is not
+    /// known, when callhook last heard of it).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub from: Option<OffsetDateTime>,
+    /// Calls that started before this time (exclusive).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub to: Option<OffsetDateTime>,
+    /// A number, exactly as stored (global format, e.g. +8613800000001): the caller, the callee
+    /// or the display number.
+    pub number: Option<String>,
+    #[param(inline)]
+    pub outcome: Option<CallOutcome>,
+    pub app_key: Option<String>,
+    /// userData given when the call was placed, exactly.
+    pub user_data: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to api.max_limit (default api.default_limit).
+    pub limit: Option<u32>,
+}
+
+impl CallsParams {
+    pub fn filter(&self) -> CallFilter {
+        CallFilter {
+            from: self.from,
+            to: self.to,
+            number: self.number.clone(),
+            outcome: self.outcome.map(|o| o.as_str().to_owned()),
+            app_key: self.app_key.clone(),
+            user_data: self.user_data.clone(),
+            cdr_missing_for: None,
+        }
+    }
+}
+
+/// The filters of `GET /v1/calls.csv`: those of the list, without paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CallsExportParams {
+    /// As for `GET /v1/calls`.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub from: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub to: Option<OffsetDateTime>,
+    pub number: Option<String>,
+    #[param(inline)]
+    pub outcome: Option<CallOutcome>,
+    pub app_key: Option<String>,
+    pub user_data: Option<String>,
+}
+
+impl CallsExportParams {
+    pub fn filter(&self) -> CallFilter {
+        CallFilter {
+            from: self.from,
+            to: self.to,
+            number: self.number.clone(),
+            outcome: self.outcome.map(|o| o.as_str().to_owned()),
+            app_key: self.app_key.clone(),
+            user_data: self.user_data.clone(),
+            cdr_missing_for: None,
+        }
+    }
+}
+
+/// Filters and paging of `GET /v1/cdrs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CdrsParams {
+    /// CDRs whose call ended at or after this time (call_end_time; when unreadable, when the
+    /// CDR arrived).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub from: Option<OffsetDateTime>,
+    /// CDRs whose call ended before this time (exclusive).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub to: Option<OffsetDateTime>,
+    /// A number exactly as stored: callerNum, calleeNum or fwdDstNum.
+    pub number: Option<String>,
+    pub app_key: Option<String>,
+    pub session_id: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to api.max_limit (default api.default_limit).
+    pub limit: Option<u32>,
+}
+
+impl CdrsParams {
+    pub fn filter(&self) -> CdrFilter {
+        CdrFilter {
+            from: self.from,
+            to: self.to,
+            number: self.number.clone(),
+            app_key: self.app_key.clone(),
+            session_id: self.session_id.clone(),
+        }
+    }
+}
+
+/// The filters of `GET /v1/cdrs.csv`: those of the list, without paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CdrsExportParams {
+    /// As for `GET /v1/cdrs`.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub from: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub to: Option<OffsetDateTime>,
+    pub number: Option<String>,
+    pub app_key: Option<String>,
+    pub session_id: Option<String>,
+}
+
+impl CdrsExportParams {
+    pub fn filter(&self) -> CdrFilter {
+        CdrFilter {
+            from: self.from,
+            to: self.to,
+            number: self.number.clone(),
+            app_key: self.app_key.clone(),
+            session_id: self.session_id.clone(),
+        }
+    }
+}
+
+/// Paging of `GET /v1/gaps`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GapsParams {
+    /// Seconds since the call ended (or, with no end known, was last heard of) after which a
+    /// missing CDR counts as a gap (default api.cdr_gap_after_secs: 6 h 10 min).
+    pub older_than: Option<u64>,
+    pub app_key: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to api.max_limit (default api.default_limit).
+    pub limit: Option<u32>,
+}
+
+/// Which refused callbacks to list.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusedOutcome {
+    Rejected,
+    Partial,
+    Unauthorized,
+}
+
+/// Filters and paging of `GET /v1/rejected`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RejectedParams {
+    /// Only this outcome (default: rejected, partial and unauthorized).
+    #[param(inline)]
+    pub outcome: Option<RefusedOutcome>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to api.max_limit (default api.default_limit).
+    pub limit: Option<u32>,
+}
+
+impl RejectedParams {
+    pub fn filter(&self) -> RefusedFilter {
+        RefusedFilter {
+            outcome: self.outcome.map(|o| {
+                match o {
+                    RefusedOutcome::Rejected => "rejected",
+                    RefusedOutcome::Partial => "partial",
+                    RefusedOutcome::Unauthorized => "unauthorized",
+                }
+                .to_owned()
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_belongs_to_its_list() {
+        let at = datetime!(2026-11-24 06:00:00.123456 UTC);
+        let cursor = encode_cursor(CursorKind::Calls, at, "s@h");
+        assert_eq!(
+            decode_cursor(CursorKind::Calls, &cursor).unwrap(),
+            (at, "s@h".to_owned())
+        );
+        assert!(decode_cursor(CursorKind::Cdrs, &cursor).is_err());
+        assert!(decode_cursor(CursorKind::Calls, "not a cursor").is_err());
+        assert!(decode_cursor(CursorKind::Calls, "e30").is_err()); // "{}"
+    }
+
+    #[test]
+    fn unknown_and_unreadable_parameters_are_named() {
+        let error = parse_query::<CallsParams>(&"/v1/calls?limt=5".parse().unwrap()).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("limt"));
+        let error =
+            parse_query::<CallsParams>(&"/v1/calls?from=yesterday".parse().unwrap()).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("from"));
+        let error =
+            parse_query::<CallsParams>(&"/v1/calls?outcome=won".parse().unwrap()).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("outcome"));
+        let ok: CallsParams = parse_query(
+            &"/v1/calls?from=2026-11-24T06:00:00%2B08:00&limit=5"
+                .parse()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ok.from, Some(datetime!(2026-11-23 22:00:00 UTC)));
+        assert_eq!(ok.limit, Some(5));
+    }
+}

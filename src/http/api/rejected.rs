@@ -1,0 +1,150 @@
+//! `GET /v1/rejected` and reprocessing: the kept requests that were refused, and running them
+//! through today's parser again (after a fix) with `ingest::reprocess`.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::Uri,
+};
+use uuid::Uuid;
+
+use super::{
+    auth::ApiCaller,
+    params::{
+        CursorKind, RejectedParams, decode_cursor, encode_cursor, finish_page, invalid_cursor,
+        page_limit, parse_query,
+    },
+    view::{RawCallbackView, RejectedPage, ReprocessAllView, ReprocessedView},
+};
+use crate::{
+    app::AppState,
+    http::error::{ApiError, ErrorBody},
+    ingest,
+    store::read,
+};
+
+/// Refused callbacks (outcome rejected, partial or unauthorized), newest first, with their
+/// error and what reprocessing them came to. Unauthorized ones are listed but cannot be
+/// reprocessed: their signature cannot be checked again.
+#[utoipa::path(
+    get,
+    path = "/v1/rejected",
+    tag = "refused callbacks",
+    params(RejectedParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of refused callbacks", body = RejectedPage),
+        (status = 400, description = "A parameter or the cursor cannot be used", body = ErrorBody),
+        (status = 401, description = "No token, or not a configured one", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    uri: Uri,
+) -> Result<Json<RejectedPage>, ApiError> {
+    let params: RejectedParams = parse_query(&uri)?;
+    let limit = page_limit(params.limit, &state.config.api)?;
+    let after = match params.cursor.as_deref() {
+        Some(cursor) => {
+            let (at, id) = decode_cursor(CursorKind::Rejected, cursor)?;
+            let id = Uuid::parse_str(&id).map_err(|_| invalid_cursor())?;
+            Some((at, id))
+        }
+        None => None,
+    };
+    let mut rows = read::refused(
+        &state.pool,
+        &params.filter(),
+        after.as_ref(),
+        limit as i64 + 1,
+    )
+    .await
+    .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?;
+    let next_cursor = finish_page(&mut rows, limit, |raw| {
+        let (at, id) = raw.sort_key();
+        encode_cursor(CursorKind::Rejected, at, &id.to_string())
+    });
+    let callbacks = rows
+        .into_iter()
+        .map(|raw| RawCallbackView::new(raw, caller.scope))
+        .collect();
+    Ok(Json(RejectedPage {
+        callbacks,
+        next_cursor,
+    }))
+}
+
+/// Runs one refused (rejected or partial) callback through today's parser again. What it now
+/// yields is stored under the original request and receive time; a second run finds it all
+/// stored (`duplicate`). Needs a token with scope `full`.
+#[utoipa::path(
+    post,
+    path = "/v1/rejected/{id}/reprocess",
+    tag = "refused callbacks",
+    params(("id" = Uuid, Path, description = "raw_callbacks.id (X-Callhook-Callback-Id)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What reprocessing came to", body = ReprocessedView),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 401, description = "No token, or not a configured one", body = ErrorBody),
+        (status = 403, description = "The token's scope is not full", body = ErrorBody),
+        (status = 404, description = "No refused callback with this id that can be reprocessed", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry", body = ErrorBody),
+    )
+)]
+pub async fn reprocess_one(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<ReprocessedView>, ApiError> {
+    caller.require_full()?;
+    let id =
+        Uuid::parse_str(&id).map_err(|_| ApiError::invalid_parameter("id", "id must be a UUID"))?;
+    let done = ingest::reprocess(&state.pool, id)
+        .await
+        .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "callback_not_found",
+                "no rejected or partial callback with this id (unauthorized and truncated ones cannot be reprocessed)",
+            )
+        })?;
+    tracing::info!(callback_id = %id, outcome = done.outcome.as_str(), api_client = %caller.name, "callback reprocessed");
+    Ok(Json(done.into()))
+}
+
+/// Reprocesses every refused (rejected or partial) callback, oldest first, each in its own
+/// transaction. Not bounded by `http.request_timeout_ms`; if the request is cut anyway, what was
+/// done stays done and running it again finishes the rest. Needs a token with scope `full`.
+#[utoipa::path(
+    post,
+    path = "/v1/rejected/reprocess",
+    tag = "refused callbacks",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What reprocessing came to, per callback", body = ReprocessAllView),
+        (status = 401, description = "No token, or not a configured one", body = ErrorBody),
+        (status = 403, description = "The token's scope is not full", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry", body = ErrorBody),
+    )
+)]
+pub async fn reprocess_all(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Json<ReprocessAllView>, ApiError> {
+    caller.require_full()?;
+    let done = ingest::reprocess_all(&state.pool)
+        .await
+        .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?;
+    let view = ReprocessAllView::new(done);
+    tracing::info!(
+        total = view.results.len(),
+        stored = view.stored,
+        rejected = view.rejected,
+        api_client = %caller.name,
+        "refused callbacks reprocessed"
+    );
+    Ok(Json(view))
+}

@@ -1,0 +1,297 @@
+//! `GET /openapi.json`: real answers validate against the schemas the document declares for
+//! their path, method and status.
+
+use callhook::store::placed_calls::{self, Outcome as PlacedOutcome, PlacedCall};
+use serde_json::{Map, Value, json};
+use sqlx::PgPool;
+
+use crate::{
+    api_helpers::{Call, FULL_TOKEN, MASKED_TOKEN, hour, spawn_api},
+    helpers::TestApp,
+};
+
+/// Replaces every `{"$ref": "#/components/schemas/X"}` with the schema it names (ours are not
+/// recursive), so one response schema can be validated on its own.
+fn inline_refs(schema: &Value, components: &Map<String, Value>, depth: usize) -> Value {
+    assert!(depth < 32, "a recursive schema");
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get("$ref") {
+                let name = reference
+                    .strip_prefix("#/components/schemas/")
+                    .unwrap_or_else(|| panic!("an unexpected $ref {reference}"));
+                let target = components
+                    .get(name)
+                    .unwrap_or_else(|| panic!("no component {name}"));
+                return inline_refs(target, components, depth + 1);
+            }
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), inline_refs(v, components, depth)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| inline_refs(v, components, depth))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+struct Document(Value);
+
+impl Document {
+    async fn fetch(app: &TestApp) -> Self {
+        let response = app
+            .client
+            .get(app.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "no token needed");
+        Self(response.json().await.unwrap())
+    }
+
+    /// The JSON schema declared for an answer, with its references inlined.
+    fn response_schema(&self, method: &str, path: &str, status: u16) -> Value {
+        let operation = &self.0["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        let schema =
+            &operation["responses"][status.to_string()]["content"]["application/json"]["schema"];
+        assert!(
+            schema.is_object(),
+            "{method} {path} declares no JSON body for {status}"
+        );
+        let components = self.0["components"]["schemas"].as_object().unwrap();
+        inline_refs(schema, components, 0)
+    }
+
+    /// Asserts that a real answer is what the document says it is.
+    async fn check(&self, method: &str, path: &str, response: reqwest::Response) -> Value {
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("a JSON body");
+        let schema = self.response_schema(method, path, status);
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap_or_else(|e| panic!("the schema of {method} {path} {status} is invalid: {e}"));
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {path} {status} does not match its schema: {errors:#?}\n{body}"
+        );
+        body
+    }
+}
+
+/// Every kind of answer of the read API, and the callback endpoints' answers, match the
+/// document; the document covers every route and declares the bearer scheme.
+#[sqlx::test]
+async fn real_answers_match_the_openapi_document(pool: PgPool) {
+    let app = spawn_api(pool.clone()).await;
+    let call = Call::new("doc-1", hour(0));
+    placed_calls::record(&pool, &placed("doc-1")).await.unwrap();
+    call.deliver(&app).await;
+    Call {
+        with_cdr: false,
+        answered: false,
+        ..Call::new("doc-2", time::macros::datetime!(2020-01-01 00:00 UTC))
+    }
+    .deliver(&app)
+    .await;
+    assert_eq!(
+        app.post(
+            "/voicecall/fee",
+            "{\"eventType\":\"fee\",\"feeLst\":[{\"callEndTime\":1}]}"
+        )
+        .await
+        .status(),
+        400
+    );
+    let doc = Document::fetch(&app).await;
+    let get = |path: &str, token: &str| app.client.get(app.url(path)).bearer_auth(token).send();
+
+    let doc_calls = doc
+        .check(
+            "get",
+            "/v1/calls",
+            get("/v1/calls?limit=1", FULL_TOKEN).await.unwrap(),
+        )
+        .await;
+    doc.check(
+        "get",
+        "/v1/calls",
+        get("/v1/calls", MASKED_TOKEN).await.unwrap(),
+    )
+    .await;
+    doc.check(
+        "get",
+        "/v1/calls",
+        get("/v1/calls?limit=0", FULL_TOKEN).await.unwrap(),
+    )
+    .await;
+    let detail = doc
+        .check(
+            "get",
+            "/v1/calls/{session_id}",
+            get("/v1/calls/doc-1", FULL_TOKEN).await.unwrap(),
+        )
+        .await;
+    assert!(detail["placed_call"].is_object());
+    doc.check(
+        "get",
+        "/v1/calls/{session_id}",
+        get("/v1/calls/doc-1", MASKED_TOKEN).await.unwrap(),
+    )
+    .await;
+    doc.check(
+        "get",
+        "/v1/calls/{session_id}",
+        get("/v1/calls/nobody", FULL_TOKEN).await.unwrap(),
+    )
+    .await;
+    doc.check(
+        "get",
+        "/v1/cdrs",
+        get("/v1/cdrs", FULL_TOKEN).await.unwrap(),
+    )
+    .await;
+    let rejected = doc
+        .check(
+            "get",
+            "/v1/rejected",
+            get("/v1/rejected", FULL_TOKEN).await.unwrap(),
+        )
+        .await;
+    assert_eq!(rejected["callbacks"].as_array().unwrap().len(), 1);
+    let gaps = doc
+        .check(
+            "get",
+            "/v1/gaps",
+            get("/v1/gaps", FULL_TOKEN).await.unwrap(),
+        )
+        .await;
+    assert_eq!(gaps["calls"].as_array().unwrap().len(), 1);
+    doc.check(
+        "get",
+        "/v1/calls",
+        get("/v1/calls", "wrong-token").await.unwrap(),
+    )
+    .await;
+    let id = rejected["callbacks"][0]["id"].as_str().unwrap();
+    let post =
+        |path: String, token: &str| app.client.post(app.url(&path)).bearer_auth(token).send();
+    doc.check(
+        "post",
+        "/v1/rejected/{id}/reprocess",
+        post(format!("/v1/rejected/{id}/reprocess"), FULL_TOKEN)
+            .await
+            .unwrap(),
+    )
+    .await;
+    doc.check(
+        "post",
+        "/v1/rejected/{id}/reprocess",
+        post(format!("/v1/rejected/{id}/reprocess"), MASKED_TOKEN)
+            .await
+            .unwrap(),
+    )
+    .await;
+    doc.check(
+        "post",
+        "/v1/rejected/reprocess",
+        post("/v1/rejected/reprocess".into(), FULL_TOKEN)
+            .await
+            .unwrap(),
+    )
+    .await;
+    doc.check(
+        "post",
+        "/voicecall/status",
+        app.post("/voicecall/status", "not json").await,
+    )
+    .await;
+    doc.check(
+        "post",
+        "/voicecall/status",
+        app.post("/voicecall/status", call.callbacks()[0].1.clone())
+            .await,
+    )
+    .await;
+    let fee_ack = doc
+        .check(
+            "post",
+            "/voicecall/fee",
+            app.post("/voicecall/fee", call.fee_body()).await,
+        )
+        .await;
+    assert_eq!(fee_ack["resultcode"], "0");
+
+    for (path, method) in [
+        ("/voicecall/status", "post"),
+        ("/voicecall/fee", "post"),
+        ("/voicecall/events", "post"),
+        ("/v1/calls", "get"),
+        ("/v1/calls/{session_id}", "get"),
+        ("/v1/calls.csv", "get"),
+        ("/v1/cdrs", "get"),
+        ("/v1/cdrs.csv", "get"),
+        ("/v1/gaps", "get"),
+        ("/v1/rejected", "get"),
+        ("/v1/rejected/reprocess", "post"),
+        ("/v1/rejected/{id}/reprocess", "post"),
+    ] {
+        let operation = &doc.0["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        let secured = operation["security"].to_string().contains("bearer");
+        assert_eq!(secured, path.starts_with("/v1"), "{method} {path} security");
+    }
+    assert_eq!(
+        doc.0["components"]["securitySchemes"]["bearer"],
+        json!({"type": "http", "scheme": "bearer", "description": "One of the tokens of config api.tokens"})
+    );
+    assert!(doc.0["openapi"].as_str().unwrap().starts_with("3."));
+    // The check is not vacuous: a wrong answer fails it.
+    let schema = doc.response_schema("get", "/v1/calls", 200);
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&schema)
+        .unwrap();
+    let mut wrong = doc_calls.clone();
+    wrong["calls"][0]["has_cdr"] = json!("yes");
+    assert!(validator.is_valid(&doc_calls));
+    assert!(!validator.is_valid(&wrong));
+    assert!(!validator.is_valid(&json!({"calls": [{}], "next_cursor": null})));
+    // Every reference in the document (parameters included) names a component.
+    let components = doc.0["components"]["schemas"].as_object().unwrap();
+    inline_refs(&doc.0["paths"], components, 0);
+}
+
+fn placed(session: &str) -> PlacedCall {
+    let now = time::OffsetDateTime::now_utc();
+    PlacedCall {
+        id: uuid::Uuid::now_v7(),
+        operation: "click2call",
+        app_key: "app-1".into(),
+        request: json!({"displayNbr": "+867550000001", "callerNbr": "+8613800000001",
+                        "displayCalleeNbr": "+867550000001", "calleeNbr": "+8613800000002"}),
+        response: Some(json!({"resultcode": "0", "resultdesc": "Success", "sessionId": session})),
+        http_status: Some(200),
+        result_code: Some("0".into()),
+        result_desc: Some("Success".into()),
+        session_id: Some(session.into()),
+        user_data: None,
+        outcome: PlacedOutcome::Accepted,
+        error: None,
+        attempts: 1,
+        requested_at: now,
+        answered_at: Some(now),
+    }
+}

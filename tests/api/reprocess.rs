@@ -1,0 +1,281 @@
+//! Refused callbacks: listing them, and reprocessing them after a parser fix, over the API and
+//! from the command line.
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    api_helpers::{FULL_TOKEN, MASKED_TOKEN, get_json, get_json_as, post_as, spawn_api},
+    helpers::status_body,
+};
+
+/// Keeps a request as an older parser would have: refused (`outcome`), with its error.
+async fn keep_refused(pool: &PgPool, body: &str, outcome: &str, minutes_ago: i32) -> Uuid {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "insert into raw_callbacks (id, received_at, endpoint, method, path, headers, body, event_type,
+             signature_verdict, outcome, http_status, error)
+         values ($1, now() - make_interval(mins => $2), 'status', 'POST', '/voicecall/status', '{}', $3,
+                 'callout', 'not_checked', $4, 400, $5)",
+    )
+    .bind(id)
+    .bind(minutes_ago)
+    .bind(body.as_bytes())
+    .bind(outcome)
+    .bind(json!({"code": "invalid_field", "field": "statusInfo.caller", "message": "an older parser refused +8613800000001"}))
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
+/// A callback an older parser refused, which today's parser reads, is stored on reprocessing
+/// (its event and its call appear, under the original request); reprocessing it again finds it
+/// stored already: idempotent.
+#[sqlx::test]
+async fn a_callback_refused_by_an_older_parser_is_stored_once_on_reprocessing(pool: PgPool) {
+    let app = spawn_api(pool.clone()).await;
+    let body = status_body("callout", "fixed-1", json!({}));
+    let id = keep_refused(&pool, &body, "rejected", 60).await;
+    let path = format!("/v1/rejected/{id}/reprocess");
+
+    let first = post_as(&app, &path, FULL_TOKEN).await;
+    let first_status = first.status();
+    let first: Value = first.json().await.unwrap();
+    let events: Vec<(Uuid, String)> =
+        sqlx::query_as("select raw_callback_id, session_id from call_events")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let call = get_json(&app, "/v1/calls/fixed-1").await;
+    let second: Value = post_as(&app, &path, FULL_TOKEN).await.json().await.unwrap();
+    let listed = get_json(&app, "/v1/rejected").await;
+
+    assert_eq!(first_status, 200);
+    assert_eq!(first, json!({"id": id, "outcome": "stored", "error": null}));
+    assert_eq!(events, [(id, "fixed-1".to_owned())]);
+    assert_eq!(call["call"]["events"], 1);
+    assert_eq!(call["raw_callbacks"][0]["id"], json!(id));
+    assert_eq!(second["outcome"], "duplicate");
+    let count: i64 = sqlx::query_scalar("select count(*) from call_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    let kept = &listed["callbacks"][0];
+    assert_eq!(kept["id"], json!(id));
+    assert_eq!(kept["outcome"], "rejected", "the original verdict stays");
+    assert_eq!(kept["reprocess_outcome"], "duplicate");
+    assert!(kept["reprocessed_at"].is_string());
+    assert_eq!(kept["error"]["code"], "invalid_field");
+}
+
+/// Reprocessing everything handles each refused callback, oldest first, and reports what each
+/// came to; one that is still unreadable stays rejected with today's error.
+#[sqlx::test]
+async fn reprocessing_everything_reports_each_callback(pool: PgPool) {
+    let app = spawn_api(pool.clone()).await;
+    let good = keep_refused(
+        &pool,
+        &status_body("callout", "fixed-2", json!({})),
+        "rejected",
+        30,
+    )
+    .await;
+    let bad = keep_refused(&pool, "{not json", "rejected", 20).await;
+    let unauthorized = keep_refused(
+        &pool,
+        &status_body("callout", "unsigned", json!({})),
+        "unauthorized",
+        10,
+    )
+    .await;
+
+    let response = post_as(&app, "/v1/rejected/reprocess", FULL_TOKEN).await;
+    let status = response.status();
+    let report: Value = response.json().await.unwrap();
+    let unauthorized_alone = post_as(
+        &app,
+        &format!("/v1/rejected/{unauthorized}/reprocess"),
+        FULL_TOKEN,
+    )
+    .await;
+
+    assert_eq!(status, 200, "{report}");
+    let ids: Vec<&Value> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["id"])
+        .collect();
+    assert_eq!(ids, [&json!(good), &json!(bad)]);
+    assert_eq!(report["results"][0]["outcome"], "stored");
+    assert_eq!(report["results"][1]["outcome"], "rejected");
+    assert_eq!(report["results"][1]["error"]["code"], "invalid_json");
+    assert_eq!(
+        (report["stored"].as_u64(), report["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(unauthorized_alone.status(), 404);
+}
+
+/// `GET /v1/rejected` lists refused callbacks newest first, unauthorized ones included, with
+/// pages and an outcome filter; bodies and errors are masked for a masked token.
+#[sqlx::test]
+async fn refused_callbacks_are_listed_newest_first_and_masked_by_scope(pool: PgPool) {
+    let app = spawn_api(pool.clone()).await;
+    let older = keep_refused(
+        &pool,
+        &status_body("callout", "r-1", json!({})),
+        "rejected",
+        30,
+    )
+    .await;
+    let newer = keep_refused(
+        &pool,
+        &status_body("callout", "r-2", json!({})),
+        "unauthorized",
+        10,
+    )
+    .await;
+    let garbage = keep_refused(&pool, "caller +8613800000001 \u{1}", "rejected", 20).await;
+    sqlx::query("update raw_callbacks set body = '\\xff00'::bytea where id = $1")
+        .bind(garbage)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(app.post("/voicecall/status", "{}").await.status(), 400);
+
+    let all = get_json(&app, "/v1/rejected?limit=3").await;
+    let cursor = all["next_cursor"].as_str().unwrap().to_owned();
+    let rest = get_json(&app, &format!("/v1/rejected?limit=3&cursor={cursor}")).await;
+    let unauthorized = get_json(&app, "/v1/rejected?outcome=unauthorized").await;
+    let masked = get_json_as(&app, "/v1/rejected", MASKED_TOKEN).await;
+
+    let ids = |page: &Value| -> Vec<Value> {
+        page["callbacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].clone())
+            .collect()
+    };
+    assert_eq!(ids(&all)[1..], [json!(newer), json!(garbage)]);
+    assert_eq!(ids(&rest), [json!(older)]);
+    assert_eq!(rest["next_cursor"], Value::Null);
+    assert_eq!(ids(&unauthorized), [json!(newer)]);
+    let garbage_full = &all["callbacks"][2];
+    assert_eq!(garbage_full["body_encoding"], "base64");
+    assert_eq!(garbage_full["body"], "/wA=");
+    assert!(!masked.to_string().contains("8613800000001"), "{masked}");
+    let masked_body = masked["callbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == json!(older))
+        .unwrap();
+    assert_eq!(masked_body["body_encoding"], "masked_json");
+    let masked_garbage = masked["callbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == json!(garbage))
+        .unwrap();
+    assert_eq!(masked_garbage["body_encoding"], "omitted");
+    assert_eq!(masked_garbage["body"], Value::Null);
+}
+
+/// Reprocessing changes what is stored, so it needs a full token; a bad or unknown id is a 400
+/// or a 404.
+#[sqlx::test]
+async fn reprocessing_needs_a_full_token_and_a_known_id(pool: PgPool) {
+    let app = spawn_api(pool.clone()).await;
+    let id = keep_refused(
+        &pool,
+        &status_body("callout", "x", json!({})),
+        "rejected",
+        5,
+    )
+    .await;
+
+    let masked = post_as(&app, &format!("/v1/rejected/{id}/reprocess"), MASKED_TOKEN).await;
+    let masked_all = post_as(&app, "/v1/rejected/reprocess", MASKED_TOKEN).await;
+    let not_a_uuid = post_as(&app, "/v1/rejected/42/reprocess", FULL_TOKEN).await;
+    let unknown = post_as(
+        &app,
+        &format!("/v1/rejected/{}/reprocess", Uuid::now_v7()),
+        FULL_TOKEN,
+    )
+    .await;
+
+    assert_eq!(masked.status(), 403);
+    assert_eq!(masked_all.status(), 403);
+    assert_eq!(not_a_uuid.status(), 400);
+    assert_eq!(unknown.status(), 404);
+    let untouched: Option<String> =
+        sqlx::query_scalar("select reprocess_outcome from raw_callbacks where id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(untouched, None);
+}
+
+/// `callhook reprocess --id` and `--all` do the same from the command line and print a line per
+/// callback.
+#[sqlx::test]
+async fn the_reprocess_command_prints_what_became_of_each_callback(pool: PgPool) {
+    let id = keep_refused(
+        &pool,
+        &status_body("callout", "cli-1", json!({})),
+        "rejected",
+        5,
+    )
+    .await;
+    let database: String = sqlx::query_scalar("select current_database()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let (base, _) = server.rsplit_once('/').expect("a database URL");
+    let url = format!("{base}/{database}");
+    let run = |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"))
+                .args(args)
+                .env("DATABASE_URL", url)
+                .env("CALLHOOK_LOG__FILTER", "warn")
+                .env_remove("RUST_LOG")
+                .output()
+                .await
+                .expect("callhook runs")
+        }
+    };
+
+    let one = run(vec!["reprocess".into(), "--id".into(), id.to_string()]).await;
+    let all = run(vec!["reprocess".into(), "--all".into()]).await;
+    let unknown = run(vec![
+        "reprocess".into(),
+        "--id".into(),
+        Uuid::now_v7().to_string(),
+    ])
+    .await;
+    let neither = run(vec!["reprocess".into()]).await;
+
+    assert!(one.status.success(), "{one:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&one.stdout),
+        format!("{id} stored\n")
+    );
+    assert!(all.status.success(), "{all:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&all.stdout),
+        format!(
+            "{id} duplicate\nreprocessed 1: 0 stored, 1 duplicate, 0 partial, 0 still rejected\n"
+        )
+    );
+    assert!(!unknown.status.success());
+    assert!(!neither.status.success(), "--id or --all is required");
+}
