@@ -93,7 +93,7 @@ pub fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
         .after_connect(move |connection, _meta| {
             Box::pin(async move {
                 let set = format!("set statement_timeout = {statement_timeout}");
-                connection.execute(sqlx::AssertSqlSafe(set)).await?;
+                connection.execute(set.as_str()).await?;
                 Ok(())
             })
         })

@@ -392,7 +392,7 @@ pub fn calls_query(
     filter: &CallFilter,
     after: Option<&(OffsetDateTime, String)>,
     limit: Option<i64>,
-) -> QueryBuilder<Postgres> {
+) -> QueryBuilder<'static, Postgres> {
     let mut q = QueryBuilder::new("select * from calls where true");
     if let Some(from) = filter.from {
         q.push(format_args!(" and {CALL_SORT_KEY} >= "))
@@ -447,7 +447,7 @@ pub fn cdrs_query(
     filter: &CdrFilter,
     after: Option<&(OffsetDateTime, i64)>,
     limit: Option<i64>,
-) -> QueryBuilder<Postgres> {
+) -> QueryBuilder<'static, Postgres> {
     let mut q = QueryBuilder::new("select * from cdrs where true");
     if let Some(from) = filter.from {
         q.push(format_args!(" and {CDR_SORT_KEY} >= "))

@@ -127,7 +127,7 @@ impl TestApp {
 
     pub async fn count(&self, table: &str) -> i64 {
         let sql = format!("select count(*) from {table}");
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        sqlx::query_scalar(&sql)
             .fetch_one(&self.pool)
             .await
             .unwrap()

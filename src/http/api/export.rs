@@ -112,7 +112,7 @@ pub async fn cdrs_csv(
 async fn export<T>(
     state: &AppState,
     slots: &ExportSlots,
-    query: QueryBuilder<Postgres>,
+    query: QueryBuilder<'static, Postgres>,
     columns: &'static [&'static str],
     mask: Option<fn(&mut T)>,
     filename: &'static str,
@@ -188,7 +188,7 @@ impl<T> Reader<T>
 where
     T: for<'r> FromRow<'r, PgRow> + Serialize + Send + Unpin + 'static,
 {
-    async fn run(self, mut query: QueryBuilder<Postgres>) {
+    async fn run(self, mut query: QueryBuilder<'static, Postgres>) {
         if let Err(error) = self.write(&mut query).await {
             // The receiver may be gone (the client left); then there is nobody to tell.
             let _ = self.sender.send(Err(error)).await;
@@ -196,7 +196,7 @@ where
     }
 
     /// Ok also when the client went away (sending failed): there is nothing left to do.
-    async fn write(&self, query: &mut QueryBuilder<Postgres>) -> Result<(), StoreError> {
+    async fn write(&self, query: &mut QueryBuilder<'static, Postgres>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("select set_config('statement_timeout', $1, true)")
             .bind(self.statement_timeout_ms.to_string())
