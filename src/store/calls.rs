@@ -2,10 +2,13 @@
 //! event, a CDR, a placed call) calls `refresh` in its own transaction, so the row commits with
 //! the fact.
 //!
-//! Concurrency: the rows of the affected calls are locked first (in sessionId order, so two
-//! writers cannot deadlock on each other), and only then are the facts read. Under READ
-//! COMMITTED each statement sees what committed before it, so the writer that waited sees the
-//! other's facts and its recomputation includes them.
+//! Concurrency: the affected calls are locked first, and only then are the facts read. Under
+//! READ COMMITTED each statement sees what committed before it, so the writer that waited sees
+//! the other's facts and its recomputation includes them. The locks are transaction-scoped
+//! advisory locks on a hash of the sessionId, not row locks: a call that has no row yet can be
+//! locked too, and locking writes nothing (locking by upsert cost every call a second row
+//! version in ten indexes). They are taken in key order, so two writers cannot deadlock, even
+//! when two sessionIds share a hash.
 
 use sqlx::{PgConnection, types::Uuid};
 use time::OffsetDateTime;
@@ -166,6 +169,10 @@ impl Facts {
     }
 }
 
+/// The first key of the advisory locks on calls (`pg_advisory_xact_lock(int, int)`), so they
+/// cannot meet locks that other software takes in the same database.
+const CALL_LOCK_SPACE: i32 = 0x0ca1_1100;
+
 /// Recomputes the `calls` rows of `sessions` from everything stored about them: three
 /// statements however many calls.
 pub async fn refresh(connection: &mut PgConnection, sessions: &[String]) -> Result<(), StoreError> {
@@ -175,12 +182,12 @@ pub async fn refresh(connection: &mut PgConnection, sessions: &[String]) -> Resu
     if sessions.is_empty() {
         return Ok(());
     }
-    // Creates the missing rows and locks them all: an upsert locks every row it touches.
     sqlx::query(
-        "insert into calls (session_id, scenario, outcome, has_cdr, events, last_callback_at, updated_at)
-         select s, 'unknown', 'in_progress', false, 0, now(), now() from unnest($1::text[]) as s
-         on conflict (session_id) do update set updated_at = excluded.updated_at",
+        "select pg_advisory_xact_lock($1, k)
+         from (select distinct hashtext(s) as k from unnest($2::text[]) as s) as keys
+         order by k",
     )
+    .bind(CALL_LOCK_SPACE)
     .bind(&sessions)
     .execute(&mut *connection)
     .await?;
@@ -287,34 +294,63 @@ async fn write(connection: &mut PgConnection, records: &[CallRecord]) -> Result<
         c.last_callback_at.push(r.last_callback_at);
     }
     sqlx::query(
-        "update calls set
-            scenario = u.scenario, app_key = u.app_key, caller = u.caller, callee = u.callee,
-            display_number = u.display_number, user_data = u.user_data, placed_call_id = u.placed_call_id,
-            a_callout_at = u.a_callout_at, a_alerting_at = u.a_alerting_at, a_answer_at = u.a_answer_at,
-            a_disconnect_at = u.a_disconnect_at, b_callout_at = u.b_callout_at, b_alerting_at = u.b_alerting_at,
-            b_answer_at = u.b_answer_at, b_disconnect_at = u.b_disconnect_at, digits = u.digits,
-            started_at = u.started_at, ended_at = u.ended_at, ring_seconds = u.ring_seconds,
-            talk_seconds = u.talk_seconds, outcome = u.outcome, state_code = u.state_code,
-            state_meaning = u.state_meaning, party_type = u.party_type, q850_cause = u.q850_cause,
-            q850_meaning = u.q850_meaning, ul_fail_reason = u.ul_fail_reason, ul_fail_meaning = u.ul_fail_meaning,
-            sip_status_code = u.sip_status_code, record_flag = u.record_flag,
-            record_object_name = u.record_object_name, record_domain = u.record_domain,
-            record_file_download_url = u.record_file_download_url, has_cdr = u.has_cdr, events = u.events,
-            last_callback_at = coalesce(u.last_callback_at, calls.last_callback_at), updated_at = now()
+        // One row version per call: an upsert, whose conflict check is the primary key's index
+        // lookup (an UPDATE … FROM unnest() join is planned, and a plan cached while the table was
+        // empty scanned the whole table for every group). A call without callbacks yet (placed
+        // only) keeps its last_callback_at: the time its row was made.
+        "insert into calls (
+            session_id, scenario, app_key, caller, callee, display_number, user_data,
+            placed_call_id, a_callout_at, a_alerting_at, a_answer_at, a_disconnect_at,
+            b_callout_at, b_alerting_at, b_answer_at, b_disconnect_at, digits, started_at,
+            ended_at, ring_seconds, talk_seconds, outcome, state_code, state_meaning, party_type,
+            q850_cause, q850_meaning, ul_fail_reason, ul_fail_meaning, sip_status_code,
+            record_flag, record_object_name, record_domain, record_file_download_url, has_cdr,
+            events, last_callback_at, updated_at)
+         select
+            session_id, scenario, app_key, caller, callee, display_number, user_data,
+            placed_call_id, a_callout_at, a_alerting_at, a_answer_at, a_disconnect_at,
+            b_callout_at, b_alerting_at, b_answer_at, b_disconnect_at, digits, started_at,
+            ended_at, ring_seconds, talk_seconds, outcome, state_code, state_meaning, party_type,
+            q850_cause, q850_meaning, ul_fail_reason, ul_fail_meaning, sip_status_code,
+            record_flag, record_object_name, record_domain, record_file_download_url, has_cdr,
+            events, coalesce(last_callback_at, now()), now()
          from unnest(
-            $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[],
-            $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[],
-            $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::text[], $18::timestamptz[],
-            $19::timestamptz[], $20::int4[], $21::int4[], $22::text[], $23::int4[], $24::text[], $25::text[],
-            $26::int4[], $27::text[], $28::int4[], $29::text[], $30::int4[], $31::int4[], $32::text[], $33::text[],
-            $34::text[], $35::bool[], $36::int4[], $37::timestamptz[]
-         ) as u(session_id, scenario, app_key, caller, callee, display_number, user_data, placed_call_id,
-                a_callout_at, a_alerting_at, a_answer_at, a_disconnect_at, b_callout_at, b_alerting_at,
-                b_answer_at, b_disconnect_at, digits, started_at, ended_at, ring_seconds, talk_seconds, outcome,
-                state_code, state_meaning, party_type, q850_cause, q850_meaning, ul_fail_reason, ul_fail_meaning,
-                sip_status_code, record_flag, record_object_name, record_domain, record_file_download_url,
-                has_cdr, events, last_callback_at)
-         where calls.session_id = u.session_id",
+            $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::uuid[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
+            $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[],
+            $16::timestamptz[], $17::text[], $18::timestamptz[], $19::timestamptz[], $20::int4[],
+            $21::int4[], $22::text[], $23::int4[], $24::text[], $25::text[], $26::int4[],
+            $27::text[], $28::int4[], $29::text[], $30::int4[], $31::int4[], $32::text[],
+            $33::text[], $34::text[], $35::bool[], $36::int4[], $37::timestamptz[]
+         ) as u(session_id, scenario, app_key, caller, callee, display_number, user_data,
+             placed_call_id, a_callout_at, a_alerting_at, a_answer_at, a_disconnect_at,
+             b_callout_at, b_alerting_at, b_answer_at, b_disconnect_at, digits, started_at,
+             ended_at, ring_seconds, talk_seconds, outcome, state_code, state_meaning, party_type,
+             q850_cause, q850_meaning, ul_fail_reason, ul_fail_meaning, sip_status_code,
+             record_flag, record_object_name, record_domain, record_file_download_url, has_cdr,
+             events, last_callback_at)
+         on conflict (session_id) do update set
+            scenario = excluded.scenario, app_key = excluded.app_key, caller = excluded.caller,
+            callee = excluded.callee, display_number = excluded.display_number,
+            user_data = excluded.user_data, placed_call_id = excluded.placed_call_id,
+            a_callout_at = excluded.a_callout_at, a_alerting_at = excluded.a_alerting_at,
+            a_answer_at = excluded.a_answer_at, a_disconnect_at = excluded.a_disconnect_at,
+            b_callout_at = excluded.b_callout_at, b_alerting_at = excluded.b_alerting_at,
+            b_answer_at = excluded.b_answer_at, b_disconnect_at = excluded.b_disconnect_at,
+            digits = excluded.digits, started_at = excluded.started_at,
+            ended_at = excluded.ended_at, ring_seconds = excluded.ring_seconds,
+            talk_seconds = excluded.talk_seconds, outcome = excluded.outcome,
+            state_code = excluded.state_code, state_meaning = excluded.state_meaning,
+            party_type = excluded.party_type, q850_cause = excluded.q850_cause,
+            q850_meaning = excluded.q850_meaning, ul_fail_reason = excluded.ul_fail_reason,
+            ul_fail_meaning = excluded.ul_fail_meaning, sip_status_code = excluded.sip_status_code,
+            record_flag = excluded.record_flag, record_object_name = excluded.record_object_name,
+            record_domain = excluded.record_domain,
+            record_file_download_url = excluded.record_file_download_url,
+            has_cdr = excluded.has_cdr, events = excluded.events,
+            last_callback_at = case when excluded.events = 0 and not excluded.has_cdr
+                then calls.last_callback_at else excluded.last_callback_at end,
+            updated_at = excluded.updated_at",
     )
     .bind(c.session_id)
     .bind(c.scenario)

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const A: &str = "+8613800000001";
 const B: &str = "+8613800000002";
@@ -231,4 +231,39 @@ async fn the_code_tables_are_queryable(pool: PgPool) {
     assert_eq!(decoded.1, "用户忙");
     assert_eq!(decoded.2, "ringing timeout");
     assert!(decoded.3.starts_with("The flow control"), "{}", decoded.3);
+}
+
+/// Facts of one call committed by different writers at the same moment all count: each writer
+/// waits for the call's lock and recomputes the row from what the other committed, so no fact
+/// is lost to a concurrent recomputation.
+#[sqlx::test]
+async fn facts_of_one_call_committed_concurrently_all_count(pool: PgPool) {
+    let app = spawn_app_with(pool.clone(), |config| {
+        // Every request its own transaction, several at once.
+        config.ingest.writers = 6;
+        config.ingest.max_batch = 1;
+    })
+    .await;
+    let app = std::sync::Arc::new(app);
+    let mut deliveries = tokio::task::JoinSet::new();
+    for n in 0..30 {
+        for (path, body) in click_to_call(&format!("race-{n:02}")) {
+            let app = app.clone();
+            deliveries.spawn(async move {
+                let response = app.post(path, body).await;
+                assert_eq!(response.status(), 200);
+            });
+        }
+    }
+    deliveries.join_all().await;
+
+    let rows = call_rows(&pool).await;
+    assert_eq!(rows.len(), 30);
+    for (n, row) in rows.iter().enumerate() {
+        assert_eq!(row["events"], 5, "call {n}: {row}");
+        assert_eq!(row["has_cdr"], true, "call {n}: {row}");
+        assert_eq!(row["outcome"], "answered", "call {n}: {row}");
+        assert_eq!(row["talk_seconds"], 60, "call {n}: {row}");
+        assert_eq!(row, &rows[0], "call {n} differs");
+    }
 }
