@@ -390,15 +390,30 @@ const KEPT_HEADERS: &[&str] = &[
     "forwarded",
 ];
 
+/// The platform's `Authorization` is a fixed realm string (`AKSK realm="SDP",…`) with nothing
+/// secret in it, and is kept as it is. Any other scheme (Basic, Bearer, a proxy's) may carry a
+/// credential, so only its scheme is kept.
+fn redact_authorization(value: &str) -> String {
+    let scheme = value.split_whitespace().next().unwrap_or_default();
+    if ["AKSK", "WSSE"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
+    {
+        value.to_owned()
+    } else {
+        format!("{scheme} [redacted]")
+    }
+}
+
 fn raw_callback(parts: &Parts, endpoint: Endpoint, body: bytes::Bytes) -> RawCallback {
     let mut headers = Map::new();
     for name in KEPT_HEADERS {
         if let Some(value) = parts.headers.get(*name) {
             let value = String::from_utf8_lossy(value.as_bytes());
-            let value = if *name == "x-aksk" {
-                redact_username_token(&value)
-            } else {
-                value.into_owned()
+            let value = match *name {
+                "x-aksk" => redact_username_token(&value),
+                "authorization" => redact_authorization(&value),
+                _ => value.into_owned(),
             };
             headers.insert((*name).to_owned(), Value::String(value));
         }

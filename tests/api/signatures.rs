@@ -16,8 +16,8 @@ use time::{Duration, OffsetDateTime};
 use tokio::sync::Barrier;
 
 use crate::helpers::{
-    APP_KEY, APP_SECRET, Signature, TestApp, json, last_raw, spawn_app_with, status_body,
-    with_test_app,
+    APP_KEY, APP_SECRET, Signature, TestApp, json, last_raw, spawn_app, spawn_app_with,
+    status_body, with_test_app,
 };
 
 const BASE: &str = "https://hooks.example.com";
@@ -583,4 +583,33 @@ async fn concurrent_replays_are_accepted_exactly_once(pool: PgPool) {
             ("unauthorized".into(), "replayed".into(), 9)
         ]
     );
+}
+
+/// The platform's Authorization (a realm string, nothing secret) is kept as sent; a credential
+/// of any other scheme sent to a callback URL is not stored, only its scheme.
+#[sqlx::test]
+async fn a_foreign_authorization_credential_is_never_stored(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let cases = [
+        ("Basic dXNlcjpodW50ZXIy", "Basic [redacted]"),
+        ("Bearer eyJhbGciOiJIUzI1NiJ9.secret", "Bearer [redacted]"),
+        (AUTHORIZATION, AUTHORIZATION),
+    ];
+    for (i, (sent, stored)) in cases.into_iter().enumerate() {
+        let response = app
+            .client
+            .post(app.url("/voicecall/status"))
+            .header("authorization", sent)
+            .body(status_body("callout", &format!("s-auth-{i}"), json!({})))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{sent}");
+        let headers: Value =
+            sqlx::query_scalar("select headers from raw_callbacks order by id desc limit 1")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        assert_eq!(headers["authorization"], stored, "{sent}");
+    }
 }
