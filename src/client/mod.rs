@@ -35,7 +35,10 @@
 //! `auth_failures_before_cooldown` authentication failures in a row (codes marked in
 //! `platform::result_codes`), stop all requests for `cooldown_secs`: they fail at once with
 //! [`Error::CircuitOpen`]. A success resets the count; after the cooldown a single further
-//! authentication failure opens the breaker again.
+//! authentication failure opens the breaker again. A new client (each CLI command is a new
+//! process, and so is every replica) first restores the breaker from the answers recorded in
+//! `placed_calls` within the cooldown, so it does not call a platform that has just blacklisted
+//! this machine.
 
 pub mod commands;
 mod error;
@@ -94,6 +97,8 @@ struct Inner {
     apps: Vec<App>,
     settings: PlatformConfig,
     breaker: Breaker,
+    /// Set once the breaker has been restored from `placed_calls`.
+    breaker_restored: tokio::sync::OnceCell<()>,
     pool: PgPool,
 }
 
@@ -150,6 +155,7 @@ impl PlatformClient {
                 public_base_url: config.public_base_url.clone(),
                 apps,
                 breaker: Breaker::new(settings.auth_failures_before_cooldown, settings.cooldown()),
+                breaker_restored: tokio::sync::OnceCell::new(),
                 settings,
                 pool,
             }),
@@ -328,6 +334,28 @@ impl PlatformClient {
         result.map(|accepted| (accepted, recorded))
     }
 
+    /// Replays the platform's last answers within the cooldown (enough of them to make a run of
+    /// authentication failures) into the breaker, oldest first, each at the time it came.
+    async fn restore_breaker(&self) {
+        let breaker = &self.inner.breaker;
+        match placed_calls::recent_answers(
+            &self.inner.pool,
+            breaker.cooldown,
+            i64::from(breaker.threshold.max(1)),
+        )
+        .await
+        {
+            Ok(answers) => {
+                for (answered_at, code) in answers.into_iter().rev() {
+                    breaker.record_at(result_codes::class_of(&code), answered_at);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not restore the circuit breaker from placed_calls")
+            }
+        }
+    }
+
     fn app(&self, key: &str) -> Result<&App, Error> {
         self.inner
             .apps
@@ -347,6 +375,10 @@ impl PlatformClient {
         let settings = &self.inner.settings;
         let mut backoff = settings.retry_backoff();
         let mut attempt = 0;
+        self.inner
+            .breaker_restored
+            .get_or_init(|| self.restore_breaker())
+            .await;
         loop {
             self.inner.breaker.check()?;
             attempt += 1;
@@ -606,6 +638,11 @@ impl Breaker {
     }
 
     fn record(&self, class: Class) {
+        self.record_at(class, OffsetDateTime::now_utc());
+    }
+
+    /// Records an answer that came at `at`: a breaker it opens stays open until `at` + cooldown.
+    fn record_at(&self, class: Class, at: OffsetDateTime) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let open = match class {
             Class::Success => {
@@ -619,9 +656,11 @@ impl Breaker {
             Class::Blacklisted => true,
             Class::RetryLater | Class::Refused => false,
         };
-        if open {
-            let wall = OffsetDateTime::now_utc() + self.cooldown;
-            state.open_until = Some((Instant::now() + self.cooldown, wall));
+        let wall = at + self.cooldown;
+        let left = wall - OffsetDateTime::now_utc();
+        if open && left.is_positive() {
+            let left = Duration::try_from(left).unwrap_or(self.cooldown);
+            state.open_until = Some((Instant::now() + left, wall));
             tracing::error!(until = %wall, "authentication failures: not calling the platform until the cooldown ends");
         }
     }

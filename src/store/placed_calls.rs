@@ -96,3 +96,23 @@ pub async fn insert(executor: impl PgExecutor<'_>, call: &PlacedCall) -> Result<
     .await?;
     Ok(())
 }
+
+/// The result codes the platform answered within `within`, at most `limit`, newest first, with
+/// when each came (what the client's circuit breaker is restored from).
+pub async fn recent_answers(
+    pool: &sqlx::PgPool,
+    within: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<(OffsetDateTime, String)>, StoreError> {
+    let answers = sqlx::query_as(
+        "select answered_at, result_code from placed_calls
+         where requested_at > now() - make_interval(secs => $1)
+           and result_code is not null and answered_at is not null
+         order by requested_at desc limit $2",
+    )
+    .bind(within.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(answers)
+}

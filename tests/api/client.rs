@@ -1003,6 +1003,62 @@ async fn an_ip_blacklist_answer_opens_the_breaker(pool: PgPool) {
     assert_eq!((rows[1].1.as_str(), rows[1].2), ("not_sent", 0));
 }
 
+/// The breaker outlives the process: a new client (the next CLI command, another replica)
+/// restores it from placed_calls and does not call the platform that blacklisted this machine.
+#[sqlx::test]
+async fn a_new_client_restores_the_breaker_from_placed_calls(pool: PgPool) {
+    let platform = fake().await;
+    platform.script([Reply::code("1020176")]);
+    let config = config(&platform.url());
+    let first = client_for(&config, &pool)
+        .click_to_call(APP_KEY, click_to_call())
+        .await
+        .unwrap_err();
+    assert!(matches!(first, Error::Platform { ref code, .. } if code == "1020176"));
+
+    let next_process = client_for(&config, &pool);
+    let error = next_process
+        .click_to_call(APP_KEY, click_to_call())
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, Error::CircuitOpen { .. }), "{error:?}");
+    assert_eq!(platform.count(), 1);
+}
+
+/// Authentication failures recorded longer ago than the cooldown do not open a new client's
+/// breaker, and neither do fewer of them than the threshold.
+#[sqlx::test]
+async fn a_new_client_ignores_answers_older_than_the_cooldown(pool: PgPool) {
+    let platform = fake().await;
+    platform.script([
+        Reply::code("1023006"),
+        Reply::code("1023006"),
+        Reply::code("1023006"),
+    ]);
+    let config = config(&platform.url());
+    let client = client_for(&config, &pool);
+    for _ in 0..3 {
+        let _ = client.click_to_call(APP_KEY, click_to_call()).await;
+    }
+    // Older than the cooldown (defaults: 3 failures, 30 min): one failure stays inside it.
+    sqlx::query(
+        "update placed_calls set requested_at = requested_at - interval '2 hours',
+             answered_at = answered_at - interval '2 hours'
+         where id in (select id from placed_calls order by requested_at limit 2)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let after = client_for(&config, &pool)
+        .click_to_call(APP_KEY, click_to_call())
+        .await;
+
+    assert!(after.is_ok(), "{after:?}");
+    assert_eq!(platform.count(), 4);
+}
+
 /// auth_failures_before_cooldown authentication failures in a row open the breaker; clones of
 /// the client share it.
 #[sqlx::test]
