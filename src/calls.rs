@@ -440,6 +440,58 @@ mod tests {
         assert_eq!(project("s", &events, None, None), expected);
     }
 
+    /// Every one of the 40,320 orders of a whole click-to-call's eight events gives one row, with
+    /// ties the arrival order must not break: both legs hang up in the same second (with
+    /// different causes), and A's answer shares its second with B's callout.
+    #[test]
+    fn every_order_of_a_whole_click_to_call_gives_one_row() {
+        let mut disconnect_a = event("disconnect", 70, A);
+        disconnect_a.state_code = Some(8017);
+        disconnect_a.fingerprint = vec![4, 70, 1];
+        let mut disconnect_b = event("disconnect", 70, B);
+        disconnect_b.state_code = Some(0);
+        disconnect_b.party_type = Some("1".to_owned());
+        disconnect_b.fingerprint = vec![4, 70, 2];
+        let mut events = vec![
+            event("callout", 0, A),
+            event("alerting", 2, A),
+            event("answer", 6, A),
+            event("callout", 6, B),
+            event("alerting", 8, B),
+            event("answer", 10, B),
+            disconnect_a,
+            disconnect_b,
+        ];
+        let expected = project("s", &events, None, None);
+        assert_eq!(
+            (expected.outcome, expected.talk_seconds),
+            ("answered", Some(60))
+        );
+
+        // Heap's algorithm: each step swaps two events, so every order is visited once.
+        let n = events.len();
+        let mut counters = vec![0; n];
+        let (mut orders, mut i) = (1, 0);
+        while i < n {
+            if counters[i] < i {
+                let j = if i % 2 == 0 { 0 } else { counters[i] };
+                events.swap(j, i);
+                assert_eq!(
+                    project("s", &events, None, None),
+                    expected,
+                    "order {orders}"
+                );
+                orders += 1;
+                counters[i] += 1;
+                i = 0;
+            } else {
+                counters[i] = 0;
+                i += 1;
+            }
+        }
+        assert_eq!(orders, 40_320);
+    }
+
     #[test]
     fn failures_are_classified_from_the_most_specific_code() {
         assert_eq!(classify_failure(Some(8102), None, None, None), "busy");
