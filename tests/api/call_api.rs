@@ -451,3 +451,32 @@ async fn a_nul_character_in_a_filter_is_a_400(pool: PgPool) {
     assert_eq!(list.status(), 400);
     assert_eq!(detail.status(), 400);
 }
+
+/// Calls that started in the same second: walking the pages, each comes exactly once.
+#[sqlx::test]
+async fn pages_through_calls_with_one_start_time_miss_and_repeat_none(pool: PgPool) {
+    let app = spawn_api(pool).await;
+    for i in 0..7 {
+        Call::new(&format!("same-{i}"), hour(5)).deliver(&app).await;
+    }
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let query = match &cursor {
+            Some(cursor) => format!("/v1/calls?limit=3&cursor={cursor}"),
+            None => "/v1/calls?limit=3".to_owned(),
+        };
+        let page = get_json(&app, &query).await;
+        seen.extend(sessions(&page, "calls"));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (7, 7), "{seen:?}");
+}

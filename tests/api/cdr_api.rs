@@ -85,3 +85,34 @@ async fn a_cdr_without_an_end_time_lists_as_of_its_arrival(pool: PgPool) {
         json!({"callEndTime": "soon"})
     );
 }
+
+/// CDRs of one push share their callEndTime (the platform batches by it), so pages often cut
+/// through a run of equal sort keys: walking the pages, each CDR comes exactly once.
+#[sqlx::test]
+async fn pages_through_cdrs_with_one_call_end_time_miss_and_repeat_none(pool: PgPool) {
+    let app = spawn_api(pool).await;
+    for i in 0..7 {
+        Call::new(&format!("same-{i}"), hour(5)).deliver(&app).await;
+    }
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let query = match &cursor {
+            Some(cursor) => format!("/v1/cdrs?limit=2&cursor={cursor}"),
+            None => "/v1/cdrs?limit=2".to_owned(),
+        };
+        let page = get_json(&app, &query).await;
+        seen.extend(sessions(&page, "cdrs"));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    assert_eq!(sorted.len(), 7, "{seen:?}");
+}
