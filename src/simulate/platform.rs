@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 
 use super::{
     push::{PushSigner, Pusher},
-    scenario::{CallPlan, Outcome, Service, Step, play},
+    scenario::{CallPlan, Outcome, Service, Step, play, stop_cdr_at},
 };
 use crate::{
     config::SimulatorConfig,
@@ -522,6 +522,8 @@ async fn play_out(
     let signer = state.signer(&plan.app_key);
     let scale = state.inner.config.time_scale;
     let mut played = Duration::ZERO;
+    // Which parties the platform has called so far: a stop releases each of them.
+    let mut called = vec![plan.first_party.clone()];
     for Step {
         after,
         event_type,
@@ -532,25 +534,33 @@ async fn play_out(
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             _ = &mut stopped => {
-                let at = format_platform_time(plan.started + after);
-                let released = CallStatusInfo {
-                    session_id: Some(plan.session_id.clone()),
-                    timestamp: Some(at.clone()),
-                    caller: Some(plan.display.clone()),
-                    called: Some(plan.first_party.clone()),
-                    user_data: plan.user_data.clone(),
-                    state_code: Some(8017),
-                    state_desc: Some("Release indicated by the SP.".into()),
-                    ..CallStatusInfo::default()
-                };
-                if let Some(url) = &status_url {
-                    state.pusher().push_status(url, &signer, EventType::Disconnect, &released).await;
+                let at = format_platform_time(plan.started + played);
+                for party in &called {
+                    let released = CallStatusInfo {
+                        session_id: Some(plan.session_id.clone()),
+                        timestamp: Some(at.clone()),
+                        caller: Some(plan.display.clone()),
+                        called: Some(party.clone()),
+                        user_data: plan.user_data.clone(),
+                        state_code: Some(8017),
+                        state_desc: Some("Release indicated by the SP.".into()),
+                        ..CallStatusInfo::default()
+                    };
+                    if let Some(url) = &status_url {
+                        state.pusher().push_status(url, &signer, EventType::Disconnect, &released).await;
+                    }
                 }
-                cdr.call_end_time = Some(at);
+                stop_cdr_at(&mut cdr, &at);
                 break;
             }
         }
         played = after;
+        if let Some(party) = &info.called
+            && event_type == EventType::Callout
+            && !called.contains(party)
+        {
+            called.push(party.clone());
+        }
         if let Some(url) = &status_url {
             state
                 .pusher()

@@ -355,6 +355,37 @@ pub fn play(plan: &CallPlan) -> (Vec<Step>, FeeInfo) {
     (steps, cdr)
 }
 
+/// The CDR of a call stopped (callStop) at `at`: what had not happened by then did not happen.
+/// Platform times (`yyyy-MM-dd HH:mm:ss`) sort as text.
+pub fn stop_cdr_at(cdr: &mut FeeInfo, at: &str) {
+    for time in [
+        &mut cdr.call_out_start_time,
+        &mut cdr.call_out_alerting_time,
+        &mut cdr.call_out_answer_time,
+        &mut cdr.fwd_start_time,
+        &mut cdr.fwd_alerting_time,
+        &mut cdr.fwd_answer_time,
+        &mut cdr.fail_time,
+        &mut cdr.record_start_time,
+    ] {
+        if time.as_deref().is_some_and(|t| t > at) {
+            *time = None;
+        }
+    }
+    if cdr.fwd_start_time.is_none() {
+        cdr.fwd_display_num = None;
+        cdr.fwd_dst_num = None;
+    }
+    if cdr.record_start_time.is_none() {
+        cdr.record_flag = Some(0);
+        cdr.record_object_name = None;
+        cdr.record_bucket_name = None;
+        cdr.record_domain = None;
+        cdr.record_file_download_url = None;
+    }
+    cdr.call_end_time = Some(at.to_owned());
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
@@ -397,6 +428,31 @@ mod tests {
         assert_eq!(cdr.fwd_answer_time.as_deref(), Some("2026-11-24 06:00:10"));
         assert_eq!(cdr.call_end_time, steps.last().unwrap().info.timestamp);
         assert_eq!(steps.last().unwrap().info.state_code, Some(0));
+    }
+
+    #[test]
+    fn a_call_stopped_while_a_answers_has_a_cdr_without_what_came_after() {
+        let mut planned = plan(Service::ClickToCall, Outcome::Answered);
+        planned.record = true;
+        let (_, mut cdr) = play(&planned);
+        assert!(cdr.fwd_answer_time.is_some() && cdr.record_start_time.is_some());
+
+        stop_cdr_at(&mut cdr, "2026-11-24 06:00:05");
+
+        assert_eq!(
+            cdr.call_out_start_time.as_deref(),
+            Some("2026-11-24 06:00:00")
+        );
+        assert_eq!(
+            cdr.call_out_answer_time.as_deref(),
+            Some("2026-11-24 06:00:05")
+        );
+        assert_eq!(
+            (&cdr.fwd_start_time, &cdr.fwd_answer_time, &cdr.fwd_dst_num),
+            (&None, &None, &None)
+        );
+        assert_eq!((cdr.record_flag, &cdr.record_object_name), (Some(0), &None));
+        assert_eq!(cdr.call_end_time.as_deref(), Some("2026-11-24 06:00:05"));
     }
 
     #[test]

@@ -342,3 +342,66 @@ async fn load_mode_reports_what_the_receiver_stored(pool: PgPool) {
     assert_eq!(cdrs as u64, report.cdr_rows);
     assert!(report.fee_lists > 0 && report.latency_ms.max >= report.latency_ms.p50);
 }
+
+/// A call stopped before anyone answered (callStop) ends with an 8017 disconnect, and its CDR
+/// says only what happened before the stop: no answer, no second leg, an end after the start.
+#[sqlx::test]
+async fn a_stopped_call_ends_with_8017_and_a_cdr_that_matches_its_events(pool: PgPool) {
+    let receiver = spawn_app_with(pool.clone(), |c| {
+        with_test_app(c);
+        c.signature.mode = SignatureMode::Enforce;
+    })
+    .await;
+    let mut config = configs(&receiver, APP_SECRET);
+    // Slow enough to stop it before A answers (5 simulated seconds = 250 ms).
+    config.simulator.time_scale = 0.05;
+    let platform = start_platform(&config).await;
+    config.platform.base_url = platform.url.clone();
+    let client = PlatformClient::new(&config, pool.clone()).unwrap();
+
+    let session = client
+        .click_to_call(APP_KEY, click_to_call(Outcome::Answered))
+        .await
+        .unwrap()
+        .session_id;
+    client
+        .stop_call(APP_KEY, callhook::client::StopCall::new(&session))
+        .await
+        .unwrap();
+    let cdrs = wait_for(
+        &pool,
+        "select count(*) from cdrs",
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+
+    assert_eq!(cdrs, 1);
+    let stops: i64 = sqlx::query_scalar(
+        "select count(*) from call_events where session_id = $1 and event_type = 'disconnect' and state_code = 8017",
+    )
+    .bind(&session)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stops, 1, "one party called, one released");
+    let (answered, second_leg, ends_after_start): (bool, bool, bool) = sqlx::query_as(
+        "select call_out_answer_time is not null or fwd_answer_time is not null,
+                fwd_start_time is not null, call_end_time >= call_out_start_time
+         from cdrs where session_id = $1",
+    )
+    .bind(&session)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (answered, second_leg, ends_after_start),
+        (false, false, true)
+    );
+    let outcome: String = sqlx::query_scalar("select outcome from calls where session_id = $1")
+        .bind(&session)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_ne!(outcome, "answered");
+}
