@@ -173,3 +173,56 @@ async fn an_unreadable_cdr_time_is_kept_raw(pool: PgPool) {
             .unwrap();
     assert_eq!(row, (None, json!({"callEndTime": "24/11/2026 06:01"})));
 }
+
+/// Every FeeInfo field of the spec, each with its own value, lands in its own column; a field the
+/// spec does not list is kept in `extra`.
+#[sqlx::test]
+async fn every_fee_info_field_lands_in_its_column(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let body = json!({"eventType": "fee", "feeLst": [{
+        "direction": 1, "spId": "sp-1", "appKey": "app-1", "icid": "icid-1", "bindNum": "+867550000001",
+        "sessionId": "s-every-field", "callerNum": "+867550000002", "calleeNum": "+8613800000003",
+        "fwdDisplayNum": "+867550000004", "fwdDstNum": "+8613800000005",
+        "fwdStartTime": "2026-11-24 06:00:06", "fwdAlertingTime": "2026-11-24 06:00:07",
+        "fwdAnswerTime": "2026-11-24 06:00:08", "callEndTime": "2026-11-24 06:01:08",
+        "fwdUnaswRsn": 16, "failTime": "2026-11-24 06:01:09", "ulFailReason": 518, "sipStatusCode": 480,
+        "callOutStartTime": "2026-11-24 06:00:00", "callOutAlertingTime": "2026-11-24 06:00:01",
+        "callOutAnswerTime": "2026-11-24 06:00:02", "callOutUnaswRsn": 31,
+        "dynIVRStartTime": "2026-11-24 06:00:03", "dynIVRPath": "0-2-3", "recordFlag": 1,
+        "recordStartTime": "2026-11-24 06:00:09", "recordObjectName": "rec.wav", "recordBucketName": "bucket",
+        "recordDomain": "record.example.com", "recordFileDownloadUrl": "https://record.example.com/rec.wav",
+        "ttsPlayTimes": 2, "ttsTransDuration": 3, "serviceType": "002", "hostName": "callenabler1.example.com",
+        "userData": "order-9", "newVendorField": {"kept": true}
+    }]});
+
+    let response = app.post("/voicecall/fee", body.to_string()).await;
+
+    assert_eq!(response.status(), 200);
+    let row: serde_json::Value = sqlx::query_scalar(
+        "select to_jsonb(c) - 'id' - 'raw_callback_id' - 'received_at' from cdrs c",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        json!({
+            "session_id": "s-every-field", "dedup_key": "icid:icid-1", "direction": 1, "sp_id": "sp-1",
+            "app_key": "app-1", "icid": "icid-1", "bind_num": "+867550000001",
+            "caller_num": "+867550000002", "callee_num": "+8613800000003",
+            "fwd_display_num": "+867550000004", "fwd_dst_num": "+8613800000005",
+            "fwd_start_time": "2026-11-24T06:00:06+00:00", "fwd_alerting_time": "2026-11-24T06:00:07+00:00",
+            "fwd_answer_time": "2026-11-24T06:00:08+00:00", "call_end_time": "2026-11-24T06:01:08+00:00",
+            "fwd_unasw_rsn": 16, "fail_time": "2026-11-24T06:01:09+00:00", "ul_fail_reason": 518,
+            "sip_status_code": 480, "call_out_start_time": "2026-11-24T06:00:00+00:00",
+            "call_out_alerting_time": "2026-11-24T06:00:01+00:00",
+            "call_out_answer_time": "2026-11-24T06:00:02+00:00", "call_out_unasw_rsn": 31,
+            "dyn_ivr_start_time": "2026-11-24T06:00:03+00:00", "dyn_ivr_path": "0-2-3", "record_flag": 1,
+            "record_start_time": "2026-11-24T06:00:09+00:00", "record_object_name": "rec.wav",
+            "record_bucket_name": "bucket", "record_domain": "record.example.com",
+            "record_file_download_url": "https://record.example.com/rec.wav", "tts_play_times": 2,
+            "tts_trans_duration": 3, "service_type": "002", "host_name": "callenabler1.example.com",
+            "user_data": "order-9", "unparsed_times": null, "extra": {"newVendorField": {"kept": true}}
+        })
+    );
+}

@@ -217,3 +217,37 @@ async fn both_legs_of_a_click_to_call_are_kept(pool: PgPool) {
             .unwrap();
     assert_eq!(called, ["+8613800000001", "+8613800000002"]);
 }
+
+/// Every statusInfo field of the spec lands in its own column, the uncertain `displayCallerNum`
+/// included; a field the spec does not list is kept in `extra`.
+#[sqlx::test]
+async fn every_status_info_field_lands_in_its_column(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let body = json!({"eventType": "disconnect", "statusInfo": {
+        "sessionId": "s-every-field", "timestamp": "2026-11-24 06:01:10", "caller": "+867550000001",
+        "called": "+8613800000002", "userData": "order-9", "partyType": "1", "stateCode": 8017,
+        "stateDesc": "Release indicated by the SP.", "digitInfo": "12", "displayCallerNum": "+867550000003",
+        "newVendorField": "kept"
+    }});
+
+    let response = app.post("/voicecall/status", body.to_string()).await;
+
+    assert_eq!(response.status(), 200);
+    let row: serde_json::Value = sqlx::query_scalar(
+        "select to_jsonb(e) - 'id' - 'raw_callback_id' - 'received_at' - 'fingerprint' from call_events e",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        json!({
+            "event_type": "disconnect", "session_id": "s-every-field",
+            "event_at": "2026-11-24T06:01:10+00:00", "caller": "+867550000001", "called": "+8613800000002",
+            "user_data": "order-9", "party_type": "1", "state_code": 8017,
+            "state_desc": "Release indicated by the SP.", "digit_info": "12",
+            "display_caller_num": "+867550000003", "unparsed_times": null,
+            "extra": {"newVendorField": "kept"}
+        })
+    );
+}
