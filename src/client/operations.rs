@@ -512,11 +512,13 @@ fn callback_urls(status_url: Option<&str>, fee_url: Option<&str>) -> Checked {
     Ok(())
 }
 
+/// 1–256 characters when given (spec §2.2): leave it out rather than send it empty.
 fn user_data(value: Option<&str>) -> Checked {
-    if value.is_some_and(|v| v.chars().count() > 256) {
-        return problem("userData", "must be at most 256 characters");
+    match value.map(|v| v.chars().count()) {
+        Some(0) => problem("userData", "must not be empty (leave it out instead)"),
+        Some(n) if n > 256 => problem("userData", "must be at most 256 characters"),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

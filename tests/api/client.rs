@@ -542,6 +542,7 @@ async fn invalid_parameters_are_refused_before_sending_naming_the_field(pool: Pg
         ("statusUrl over 128 once encoded", call(|r| r.status_url = Some(format!("https://{}", "x".repeat(90)))), "statusUrl"),
         ("feeUrl not http", call(|r| r.fee_url = Some("ftp://example.com/fee".into())), "feeUrl"),
         ("userData over 256", call(|r| r.user_data = Some("x".repeat(257))), "userData"),
+        ("userData empty", call(|r| r.user_data = Some(String::new())), "userData"),
         // voice notification
         ("notify calleeNbr", notify(|r| r.callee_nbr = "+86abc".into()), "calleeNbr"),
         ("playInfoList empty", notify(|r| r.play_info_list.clear()), "playInfoList"),
@@ -1370,8 +1371,31 @@ async fn the_cli_refuses_invalid_parameters_without_sending(pool: PgPool) {
     )
     .await;
 
+    let bad_media = cli(
+        &pool,
+        &platform.url(),
+        &[
+            "call",
+            "--caller",
+            CALLER,
+            "--callee",
+            CALLEE,
+            "--display",
+            DISPLAY,
+            "--callee-media",
+            "some",
+        ],
+    )
+    .await;
+
     assert_eq!(bad_number.status.code(), Some(1));
     assert!(text(&bad_number.stderr).contains("invalid parameter calleeNbr"));
+    assert_eq!(bad_media.status.code(), Some(2), "clap's usage error");
+    assert!(
+        text(&bad_media.stderr).contains("all, none, fail"),
+        "{}",
+        text(&bad_media.stderr)
+    );
     assert_eq!(bad_enum.status.code(), Some(2), "clap's usage error");
     assert!(
         text(&bad_enum.stderr).contains("toa, tob, both"),
