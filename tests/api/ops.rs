@@ -242,3 +242,58 @@ async fn a_generated_request_id_is_answered_and_stored(pool: PgPool) {
         .unwrap();
     assert_eq!(stored, answered);
 }
+
+/// The value of one sample of the Prometheus text, 0 when it is not there yet.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A stored callback, a redelivery and a refusal each move their counter. The recorder is shared
+/// by every test of this process, so the counts are compared before and after, at least.
+#[sqlx::test]
+async fn metrics_count_what_happened(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let metrics = || async {
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let series = [
+        r#"callhook_callbacks_total{kind="status",outcome="stored"}"#,
+        r#"callhook_callbacks_total{kind="status",outcome="duplicate"}"#,
+        r#"callhook_duplicates_total{kind="status"}"#,
+        r#"callhook_rejections_total{reason="missing_field"}"#,
+    ];
+    let before = metrics().await;
+
+    let body = status_body("answer", "s-counted", json!({}));
+    for _ in 0..2 {
+        assert_eq!(
+            app.post("/voicecall/status", body.clone()).await.status(),
+            200
+        );
+    }
+    let missing =
+        json!({"eventType": "answer", "statusInfo": {"timestamp": "2026-11-24 06:00:00"}});
+    assert_eq!(
+        app.post("/voicecall/status", missing.to_string())
+            .await
+            .status(),
+        400
+    );
+
+    let after = metrics().await;
+    for name in series {
+        assert!(
+            sample(&after, name) >= sample(&before, name) + 1.0,
+            "{name} moved by less than 1:\n{after}"
+        );
+    }
+}
