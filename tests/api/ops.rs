@@ -3,7 +3,7 @@
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::{json, spawn_app, status_body};
+use crate::helpers::{json, spawn_app, spawn_app_with, status_body};
 
 /// Liveness answers 200 `{"status":"ok"}`.
 #[sqlx::test]
@@ -296,4 +296,41 @@ async fn metrics_count_what_happened(pool: PgPool) {
             "{name} moved by less than 1:\n{after}"
         );
     }
+}
+
+/// A sender that stops sending its body is cut off after http.body_timeout_ms: it gets a 400
+/// naming the problem, and what did arrive is kept with the refused request.
+#[sqlx::test]
+async fn a_body_that_stops_arriving_is_cut_off_and_kept(pool: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app_with(pool, |config| config.http.body_timeout_ms = 300).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /voicecall/status HTTP/1.1\r\nhost: callhook\r\ncontent-type: application/json\r\n\
+              content-length: 100\r\n\r\n{\"eventType\":",
+        )
+        .await
+        .unwrap();
+
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("body_incomplete"), "{answer}");
+    let (body, truncated, status): (Vec<u8>, bool, i16) =
+        sqlx::query_as("select body, body_truncated, http_status from raw_callbacks")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (body.as_slice(), truncated, status),
+        (&b"{\"eventType\":"[..], true, 400)
+    );
 }
