@@ -204,6 +204,26 @@ pub fn sessions(page: &Value, list: &str) -> Vec<String> {
         .collect()
 }
 
+/// The session ids of every page of `list` at `path` (e.g. `/v1/cdrs?limit=2`), following
+/// `next_cursor` to the end (at most 50 pages).
+pub async fn walk_pages(app: &TestApp, path: &str, list: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..50 {
+        let query = match &cursor {
+            Some(cursor) => format!("{path}&cursor={cursor}"),
+            None => path.to_owned(),
+        };
+        let page = get_json(app, &query).await;
+        seen.extend(sessions(&page, list));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return seen,
+        }
+    }
+    panic!("more than 50 pages of {path}: {seen:?}");
+}
+
 /// Percent-encodes a query value (RFC 3339 offsets have a '+').
 pub fn encode(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()

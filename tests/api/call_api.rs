@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::api_helpers::{
     A, B, Call, DISPLAY, FULL_TOKEN, MASKED_TOKEN, encode, get, get_json, get_json_as, hour,
-    sessions, spawn_api,
+    sessions, spawn_api, walk_pages,
 };
 
 /// With nothing stored, the list is an empty last page.
@@ -460,20 +460,7 @@ async fn pages_through_calls_with_one_start_time_miss_and_repeat_none(pool: PgPo
         Call::new(&format!("same-{i}"), hour(5)).deliver(&app).await;
     }
 
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..10 {
-        let query = match &cursor {
-            Some(cursor) => format!("/v1/calls?limit=3&cursor={cursor}"),
-            None => "/v1/calls?limit=3".to_owned(),
-        };
-        let page = get_json(&app, &query).await;
-        seen.extend(sessions(&page, "calls"));
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let seen = walk_pages(&app, "/v1/calls?limit=3", "calls").await;
 
     let mut unique = seen.clone();
     unique.sort();
