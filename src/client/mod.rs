@@ -334,19 +334,13 @@ impl PlatformClient {
         result.map(|accepted| (accepted, recorded))
     }
 
-    /// Replays the platform's last answers within the cooldown (enough of them to make a run of
-    /// authentication failures) into the breaker, oldest first, each at the time it came.
+    /// Replays the platform's answers of the last cooldown into the breaker, oldest first, each
+    /// at the time it came, as if this client had received them.
     async fn restore_breaker(&self) {
         let breaker = &self.inner.breaker;
-        match placed_calls::recent_answers(
-            &self.inner.pool,
-            breaker.cooldown,
-            i64::from(breaker.threshold.max(1)),
-        )
-        .await
-        {
+        match placed_calls::recent_answers(&self.inner.pool, breaker.cooldown).await {
             Ok(answers) => {
-                for (answered_at, code) in answers.into_iter().rev() {
+                for (answered_at, code) in answers {
                     breaker.record_at(result_codes::class_of(&code), answered_at);
                 }
             }
@@ -656,12 +650,14 @@ impl Breaker {
             Class::Blacklisted => true,
             Class::RetryLater | Class::Refused => false,
         };
-        let wall = at + self.cooldown;
-        let left = wall - OffsetDateTime::now_utc();
-        if open && left.is_positive() {
-            let left = Duration::try_from(left).unwrap_or(self.cooldown);
+        if open {
+            // A cooldown already over leaves the breaker half-open: the next failure reopens it.
+            let wall = at + self.cooldown;
+            let left = Duration::try_from(wall - OffsetDateTime::now_utc()).unwrap_or_default();
             state.open_until = Some((Instant::now() + left, wall));
-            tracing::error!(until = %wall, "authentication failures: not calling the platform until the cooldown ends");
+            if !left.is_zero() {
+                tracing::error!(until = %wall, "authentication failures: not calling the platform until the cooldown ends");
+            }
         }
     }
 }

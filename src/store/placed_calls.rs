@@ -97,21 +97,22 @@ pub async fn insert(executor: impl PgExecutor<'_>, call: &PlacedCall) -> Result<
     Ok(())
 }
 
-/// The result codes the platform answered within `within`, at most `limit`, newest first, with
-/// when each came (what the client's circuit breaker is restored from).
+/// The result codes the platform answered within `within`, oldest first, with when each came
+/// (what the client's circuit breaker is restored from).
 pub async fn recent_answers(
     pool: &sqlx::PgPool,
     within: std::time::Duration,
-    limit: i64,
 ) -> Result<Vec<(OffsetDateTime, String)>, StoreError> {
+    // requested_at bounds the scan through its index; an answer comes well within the hour
+    // after its request (timeouts, retries and backoff included).
     let answers = sqlx::query_as(
         "select answered_at, result_code from placed_calls
-         where requested_at > now() - make_interval(secs => $1)
-           and result_code is not null and answered_at is not null
-         order by requested_at desc limit $2",
+         where requested_at > now() - make_interval(secs => $1) - interval '1 hour'
+           and answered_at > now() - make_interval(secs => $1)
+           and result_code is not null
+         order by answered_at",
     )
     .bind(within.as_secs_f64())
-    .bind(limit)
     .fetch_all(pool)
     .await?;
     Ok(answers)
