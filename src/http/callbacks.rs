@@ -394,14 +394,21 @@ const KEPT_HEADERS: &[&str] = &[
 /// secret in it, and is kept as it is. Any other scheme (Basic, Bearer, a proxy's) may carry a
 /// credential, so only its scheme is kept.
 fn redact_authorization(value: &str) -> String {
-    let scheme = value.split_whitespace().next().unwrap_or_default();
-    if ["AKSK", "WSSE"]
-        .iter()
-        .any(|s| scheme.eq_ignore_ascii_case(s))
-    {
-        value.to_owned()
-    } else {
-        format!("{scheme} [redacted]")
+    match value.trim().split_once(char::is_whitespace) {
+        Some((scheme, _))
+            if ["AKSK", "WSSE"]
+                .iter()
+                .any(|s| scheme.eq_ignore_ascii_case(s)) =>
+        {
+            value.to_owned()
+        }
+        // A scheme is a short token; anything else may be the credential itself.
+        Some((scheme, _))
+            if scheme.len() <= 16 && scheme.bytes().all(|b| b.is_ascii_alphabetic()) =>
+        {
+            format!("{scheme} [redacted]")
+        }
+        _ => "[redacted]".to_owned(),
     }
 }
 

@@ -593,6 +593,7 @@ async fn a_foreign_authorization_credential_is_never_stored(pool: PgPool) {
     let cases = [
         ("Basic dXNlcjpodW50ZXIy", "Basic [redacted]"),
         ("Bearer eyJhbGciOiJIUzI1NiJ9.secret", "Bearer [redacted]"),
+        ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "[redacted]"),
         (AUTHORIZATION, AUTHORIZATION),
     ];
     for (i, (sent, stored)) in cases.into_iter().enumerate() {
