@@ -555,11 +555,12 @@ async fn play_out(
             }
         }
         played = after;
-        if let Some(party) = &info.called
-            && event_type == EventType::Callout
-            && !called.contains(party)
-        {
-            called.push(party.clone());
+        if let Some(party) = &info.called {
+            if event_type == EventType::Callout && !called.contains(party) {
+                called.push(party.clone());
+            } else if event_type == EventType::Disconnect {
+                called.retain(|p| p != party);
+            }
         }
         if let Some(url) = &status_url {
             state

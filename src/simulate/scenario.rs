@@ -372,6 +372,17 @@ pub fn stop_cdr_at(cdr: &mut FeeInfo, at: &str) {
             *time = None;
         }
     }
+    if cdr.fail_time.is_none() {
+        // The failure came after the stop: it did not happen.
+        cdr.fwd_unasw_rsn = Some(0);
+        cdr.call_out_unasw_rsn = Some(0);
+        cdr.sip_status_code = Some(0);
+        cdr.ul_fail_reason = None;
+    }
+    if cdr.dyn_ivr_start_time.as_deref().is_none_or(|t| t > at) {
+        cdr.dyn_ivr_start_time = None;
+        cdr.dyn_ivr_path = None;
+    }
     if cdr.fwd_start_time.is_none() {
         cdr.fwd_display_num = None;
         cdr.fwd_dst_num = None;
@@ -453,6 +464,27 @@ mod tests {
         );
         assert_eq!((cdr.record_flag, &cdr.record_object_name), (Some(0), &None));
         assert_eq!(cdr.call_end_time.as_deref(), Some("2026-11-24 06:00:05"));
+    }
+
+    #[test]
+    fn a_call_stopped_before_its_failure_carries_no_failure_codes() {
+        let (_, mut cdr) = play(&plan(Service::ClickToCall, Outcome::Busy));
+        assert_eq!(
+            (cdr.fwd_unasw_rsn, cdr.sip_status_code),
+            (Some(17), Some(486))
+        );
+
+        stop_cdr_at(&mut cdr, "2026-11-24 06:00:05");
+
+        assert_eq!(
+            (
+                cdr.fwd_unasw_rsn,
+                cdr.sip_status_code,
+                cdr.ul_fail_reason,
+                &cdr.fail_time
+            ),
+            (Some(0), Some(0), None, &None)
+        );
     }
 
     #[test]
