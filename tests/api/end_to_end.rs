@@ -405,3 +405,109 @@ async fn a_stopped_call_ends_with_8017_and_a_cdr_that_matches_its_events(pool: P
         .unwrap();
     assert_ne!(outcome, "answered");
 }
+
+/// The simulator checks what the platform checks: each malformed or wrong authentication, and a
+/// missing parameter, is answered with its documented result code; an X-WSSE app (the legacy
+/// scheme) is accepted like an X-AKSK one.
+#[sqlx::test]
+async fn the_simulator_refuses_what_the_platform_refuses_with_its_codes(pool: PgPool) {
+    use callhook::platform::{outbound::aksk_digest, time::format_created};
+    use time::OffsetDateTime;
+
+    let receiver = spawn_app_with(pool.clone(), with_test_app).await;
+    let mut config = configs(&receiver, APP_SECRET);
+    config.apps = serde_json::from_value(serde_json::json!([
+        {"key": APP_KEY, "secrets": [APP_SECRET]},
+        {"key": "wsse-app", "secrets": ["wsse-secret"], "auth": "wsse"},
+    ]))
+    .unwrap();
+    let platform = start_platform(&config).await;
+    config.platform.base_url = platform.url.clone();
+    let url = format!("{}/rest/httpsessions/click2Call/v2.0", platform.url);
+    let realm = r#"AKSK realm="SDP",profile="UsernameToken",type="Appkey""#;
+    let token = |app: &str, secret: &str, created: OffsetDateTime| {
+        let created = format_created(created);
+        let digest = aksk_digest(secret, "0123456789ABCDEF", &created);
+        format!(
+            r#"UsernameToken Username="{app}",PasswordDigest="{digest}",Nonce="0123456789ABCDEF",Created="{created}""#
+        )
+    };
+    let now = OffsetDateTime::now_utc();
+    let body = serde_json::json!({"displayNbr": "+867550000001", "callerNbr": "+8613800000001",
+        "displayCalleeNbr": "+867550000001", "calleeNbr": "+8613800000002"});
+    let cases: Vec<(&str, Vec<(&str, String)>, serde_json::Value, &str)> = vec![
+        ("no Authorization", vec![], body.clone(), "1023006"),
+        (
+            "no realm",
+            vec![("authorization", "AKSK profile=\"UsernameToken\"".into())],
+            body.clone(),
+            "1023007",
+        ),
+        (
+            "wrong realm",
+            vec![("authorization", realm.replace("SDP", "XYZ"))],
+            body.clone(),
+            "1023009",
+        ),
+        (
+            "no X-AKSK",
+            vec![("authorization", realm.into())],
+            body.clone(),
+            "1023038",
+        ),
+        (
+            "unknown app",
+            vec![
+                ("authorization", realm.into()),
+                ("x-aksk", token("nobody", APP_SECRET, now)),
+            ],
+            body.clone(),
+            "1010003",
+        ),
+        (
+            "wrong secret",
+            vec![
+                ("authorization", realm.into()),
+                ("x-aksk", token(APP_KEY, "wrong", now)),
+            ],
+            body.clone(),
+            "1010003",
+        ),
+        (
+            "stale Created",
+            vec![
+                ("authorization", realm.into()),
+                (
+                    "x-aksk",
+                    token(APP_KEY, APP_SECRET, now - time::Duration::days(1)),
+                ),
+            ],
+            body.clone(),
+            "1010013",
+        ),
+        (
+            "no calleeNbr",
+            vec![
+                ("authorization", realm.into()),
+                ("x-aksk", token(APP_KEY, APP_SECRET, now)),
+            ],
+            serde_json::json!({"displayNbr": "+867550000001", "callerNbr": "+8613800000001", "displayCalleeNbr": "+867550000001"}),
+            "1010002",
+        ),
+    ];
+    let http = reqwest::Client::new();
+
+    for (case, headers, body, code) in cases {
+        let mut request = http.post(&url).json(&body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let answer: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+        assert_eq!(answer["resultcode"], code, "case {case}: {answer}");
+    }
+    let client = PlatformClient::new(&config, pool.clone()).unwrap();
+    let placed = client
+        .click_to_call("wsse-app", click_to_call(Outcome::Answered))
+        .await;
+    assert!(placed.is_ok(), "an X-WSSE app is accepted: {placed:?}");
+}

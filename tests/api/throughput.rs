@@ -1,5 +1,5 @@
 //! Group commit under pressure: a full queue refuses at once, a bad request never fails its
-//! group, and a kill -9 under load loses nothing that was acknowledged.
+//! group, a kill -9 under load loses nothing that was acknowledged, and SIGTERM stops cleanly.
 
 use std::{
     collections::HashSet,
@@ -169,39 +169,9 @@ async fn a_full_queue_answers_503_at_once(pool: PgPool) {
 /// database with its raw row, and none it answered 503 was written at all.
 #[sqlx::test]
 async fn a_kill_under_load_loses_no_acknowledged_callback(pool: PgPool) {
-    let options = pool.connect_options();
-    let database_url = format!(
-        "postgres://{}@{}:{}/{}",
-        options.get_username(),
-        options.get_host(),
-        options.get_port(),
-        options
-            .get_database()
-            .expect("sqlx::test names the database")
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &database_url)
-        .env("CALLHOOK_INGEST__QUEUE_CAPACITY", "16")
-        .env("CALLHOOK_LOG__FILTER", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the callhook binary starts");
+    let (mut server, base) =
+        spawn_binary(&pool, &[("CALLHOOK_INGEST__QUEUE_CAPACITY", "16")]).await;
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     let acknowledged = Arc::new(Mutex::new(HashSet::new()));
     let overloaded = Arc::new(Mutex::new(HashSet::new()));
@@ -265,4 +235,75 @@ async fn a_kill_under_load_loses_no_acknowledged_callback(pool: PgPool) {
         half_written.is_empty(),
         "answered 503 but written: {half_written:?}"
     );
+}
+
+/// The real binary serving `pool`'s database on a free port, once it answers /healthz.
+async fn spawn_binary(pool: &PgPool, env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    let options = pool.connect_options();
+    let database_url = format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options
+            .get_database()
+            .expect("sqlx::test names the database")
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", &database_url)
+        .env("CALLHOOK_LOG__FILTER", "error")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the callhook binary starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (server, base)
+}
+
+/// SIGTERM (what container runtimes send) stops the real binary cleanly: it exits with
+/// success, and what it acknowledged before is stored.
+#[sqlx::test]
+async fn sigterm_stops_the_binary_cleanly(pool: PgPool) {
+    let (mut server, base) = spawn_binary(&pool, &[]).await;
+    let response = reqwest::Client::new()
+        .post(format!("{base}/voicecall/status"))
+        .body(status_body("answer", "before-sigterm", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let pid = server.id().expect("still running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(30), server.wait())
+        .await
+        .expect("the server stops within http.shutdown_timeout_ms")
+        .unwrap();
+
+    assert!(sent.success());
+    assert!(exit.success(), "{exit:?}");
+    let stored: i64 =
+        sqlx::query_scalar("select count(*) from call_events where session_id = 'before-sigterm'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, 1);
 }
