@@ -1,18 +1,82 @@
 //! Platform-like callback bodies for load: status events of calls moving through their stages,
 //! and fee lists of 1–`max_batch` CDRs, every one distinct so a receiver really stores it.
 //! Bodies are serialized from the platform's own typed structs, so field names cannot drift.
+//!
+//! The mix: most calls are answered; some ring out, some find the callee busy (with the
+//! documented hang-up cause, Q.850 and release point), and some are notifications whose user
+//! keys a digit (a `collectInfo` event). Each stage carries its own platform time.
 
 use bytes::Bytes;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
-use crate::platform::callback::{CallStatusInfo, EventType, FeeInfo};
+use time::{Duration, OffsetDateTime};
 
-const STAGES: [EventType; 4] = [
-    EventType::Callout,
-    EventType::Alerting,
-    EventType::Answer,
-    EventType::Disconnect,
+use crate::platform::{
+    callback::{CallStatusInfo, EventType, FeeInfo},
+    time::format_platform_time,
+};
+
+/// One status event of a call: what, how many seconds after the call's start, and its details.
+struct Stage {
+    event: EventType,
+    after_secs: i64,
+    state_code: Option<i32>,
+    digits: Option<&'static str>,
+}
+
+const fn stage(event: EventType, after_secs: i64) -> Stage {
+    Stage {
+        event,
+        after_secs,
+        state_code: None,
+        digits: None,
+    }
+}
+
+const fn hang_up(after_secs: i64, state_code: i32) -> Stage {
+    Stage {
+        state_code: Some(state_code),
+        ..stage(EventType::Disconnect, after_secs)
+    }
+}
+
+const ANSWERED: &[Stage] = &[
+    stage(EventType::Callout, 0),
+    stage(EventType::Alerting, 2),
+    stage(EventType::Answer, 5),
+    hang_up(65, 0),
 ];
+const NO_ANSWER: &[Stage] = &[
+    stage(EventType::Callout, 0),
+    stage(EventType::Alerting, 2),
+    hang_up(47, 8101),
+];
+const BUSY: &[Stage] = &[stage(EventType::Callout, 0), hang_up(1, 8102)];
+const NOTIFIED: &[Stage] = &[
+    stage(EventType::Callout, 0),
+    stage(EventType::Alerting, 3),
+    stage(EventType::Answer, 6),
+    Stage {
+        digits: Some("1"),
+        ..stage(EventType::CollectInfo, 20)
+    },
+    hang_up(21, 0),
+];
+/// The calls the load plays, with their weights (of 100).
+const CALLS: [(u32, &[Stage]); 4] = [(70, ANSWERED), (10, NO_ANSWER), (10, BUSY), (10, NOTIFIED)];
+
+/// What a disconnect's stateCode says (spec §3.1), for the few the load sends.
+fn state_desc(code: i32) -> &'static str {
+    match code {
+        8101 => "The called party did not answer.",
+        8102 => "The called party is busy.",
+        _ => "The user releases the call.",
+    }
+}
+
+/// The day the load's calls happen on; each call starts one second after the one before.
+const DAY: OffsetDateTime = time::macros::datetime!(2026-11-24 06:00:00 UTC);
+
 const HOST: &str = "callenabler245.huaweicaas.com";
 
 // Serialized directly (not through serde_json::Value): this is the load generator's hot path.
@@ -47,6 +111,8 @@ pub struct Traffic {
     min_batch: usize,
     max_batch: usize,
     calls: u64,
+    /// The call being played and its next stage.
+    call: &'static [Stage],
     stage: usize,
     fees: u64,
 }
@@ -69,9 +135,21 @@ impl Traffic {
             min_batch,
             max_batch,
             calls: 0,
+            call: ANSWERED,
             stage: 0,
             fees: 0,
         }
+    }
+
+    fn pick_call(&mut self) -> &'static [Stage] {
+        let mut draw = self.rng.random_range(0..100);
+        for (weight, call) in CALLS {
+            if draw < weight {
+                return call;
+            }
+            draw -= weight;
+        }
+        ANSWERED
     }
 
     pub fn next_body(&mut self) -> (Kind, Bytes) {
@@ -84,25 +162,31 @@ impl Traffic {
     }
 
     fn status_event(&mut self) -> Bytes {
-        let event_type = STAGES[self.stage];
+        if self.stage == 0 {
+            self.call = self.pick_call();
+        }
+        let stage = &self.call[self.stage];
+        let started = DAY + Duration::seconds(self.calls as i64);
         let info = CallStatusInfo {
             session_id: Some(format!("{}-c{}@{HOST}", self.prefix, self.calls)),
-            timestamp: Some("2026-11-24 06:00:00".into()),
-            caller: Some("+8613800000001".into()),
+            timestamp: Some(format_platform_time(
+                started + Duration::seconds(stage.after_secs),
+            )),
+            caller: Some("+867550000000".into()),
             called: Some("+8613800000002".into()),
             user_data: Some(format!("order-{}", self.calls)),
-            state_code: (event_type == EventType::Disconnect).then_some(0),
-            state_desc: (event_type == EventType::Disconnect)
-                .then(|| "The user releases the call.".into()),
+            state_code: stage.state_code,
+            state_desc: stage.state_code.map(|code| state_desc(code).into()),
+            digit_info: stage.digits.map(Into::into),
             ..CallStatusInfo::default()
         };
         self.stage += 1;
-        if self.stage == STAGES.len() {
+        if self.stage == self.call.len() {
             self.stage = 0;
             self.calls += 1;
         }
         let body = StatusBody {
-            event_type: event_type.as_str(),
+            event_type: stage.event.as_str(),
             status_info: &info,
         };
         Bytes::from(serde_json::to_vec(&body).expect("serializable"))
@@ -110,9 +194,13 @@ impl Traffic {
 
     fn fee_list(&mut self, size: usize) -> Bytes {
         self.fees += 1;
+        // The platform puts CDRs of calls that ended in the same second in one push.
+        let ended = DAY + Duration::seconds(self.fees as i64);
+        let time = |before: i64| Some(format_platform_time(ended - Duration::seconds(before)));
         let records: Vec<FeeInfo> = (0..size)
             .map(|i| {
                 let session = format!("{}-f{}-{i}@{HOST}", self.prefix, self.fees);
+                let answered = self.rng.random_bool(0.8);
                 FeeInfo {
                     direction: Some(0),
                     sp_id: Some("CaaS_Test_01".into()),
@@ -120,14 +208,17 @@ impl Traffic {
                     icid: Some(format!("CAE-{session}")),
                     bind_num: Some("+867550000000".into()),
                     session_id: Some(session),
-                    caller_num: Some("+8613800000001".into()),
+                    caller_num: Some("+867550000000".into()),
                     callee_num: Some("+8613800000002".into()),
-                    call_out_start_time: Some("2026-11-24 06:00:00".into()),
-                    call_out_alerting_time: Some("2026-11-24 06:00:02".into()),
-                    call_out_answer_time: Some("2026-11-24 06:00:05".into()),
-                    call_end_time: Some("2026-11-24 06:01:00".into()),
-                    call_out_unasw_rsn: Some(0),
-                    ul_fail_reason: Some(0),
+                    call_out_start_time: time(65),
+                    call_out_alerting_time: time(63),
+                    call_out_answer_time: if answered { time(60) } else { None },
+                    call_end_time: time(0),
+                    fail_time: if answered { None } else { time(0) },
+                    // A callee who does not answer: Q.850 19, ringing timed out (514), SIP 480.
+                    call_out_unasw_rsn: Some(if answered { 0 } else { 19 }),
+                    ul_fail_reason: Some(if answered { 0 } else { 514 }),
+                    sip_status_code: Some(if answered { 0 } else { 480 }),
                     record_flag: Some(0),
                     service_type: Some("001".into()),
                     host_name: Some(HOST.into()),
@@ -162,6 +253,29 @@ mod tests {
                 (kind, other) => panic!("{kind:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_mix_has_every_event_type_failures_and_moving_times() {
+        let mut traffic = Traffic::new(7, "t", 0, 0.0, (1, 50));
+        let mut types = std::collections::BTreeSet::new();
+        let mut codes = std::collections::BTreeSet::new();
+        let mut times = std::collections::BTreeSet::new();
+        for _ in 0..400 {
+            let (_, body) = traffic.next_body();
+            let Ok(Callback::Status(event)) = parse_callback(&body).result else {
+                panic!("a status event");
+            };
+            types.insert(event.event_type.as_str());
+            codes.extend(event.info.state_code);
+            times.extend(event.info.timestamp.clone());
+        }
+        assert_eq!(
+            types.into_iter().collect::<Vec<_>>(),
+            ["alerting", "answer", "callout", "collectInfo", "disconnect"]
+        );
+        assert_eq!(codes.into_iter().collect::<Vec<_>>(), [0, 8101, 8102]);
+        assert!(times.len() > 100, "{} distinct times", times.len());
     }
 
     #[test]
