@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use crate::{
     api_helpers::{Call, FULL_TOKEN, MASKED_TOKEN, get, hour, spawn_api},
-    helpers::spawn_app,
+    helpers::{spawn_app, spawn_binary, wait_until_healthy},
 };
 
 /// Every /v1 route answers 401 with a JSON error and `WWW-Authenticate: Bearer` when the token
@@ -78,35 +78,16 @@ async fn without_configured_tokens_the_api_is_closed(pool: PgPool) {
 /// interest cache with the tests running beside it, and miss events).
 #[sqlx::test]
 async fn tokens_never_appear_in_logs_or_error_bodies(pool: PgPool) {
-    let options = pool.connect_options();
-    let database_url = format!(
-        "postgres://{}@{}:{}/{}",
-        options.get_username(),
-        options.get_host(),
-        options.get_port(),
-        options
-            .get_database()
-            .expect("sqlx::test names the database")
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let tokens = format!(
         r#"[{{token="{FULL_TOKEN}", name="ops", scope="full"}}, {{token="{MASKED_TOKEN}", name="dashboard", scope="masked"}}]"#
     );
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &database_url)
-        .env("CALLHOOK_API__TOKENS", tokens)
-        .env("RUST_LOG", "trace")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the callhook binary starts");
+    let (mut server, base) = spawn_binary(&pool, |command| {
+        command
+            .env("CALLHOOK_API__TOKENS", tokens)
+            .env("RUST_LOG", "trace")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped());
+    });
     // Read the log as it comes: a full pipe would stall the server.
     let mut stderr = server.stderr.take().unwrap();
     let log_reader = tokio::spawn(async move {
@@ -116,14 +97,8 @@ async fn tokens_never_appear_in_logs_or_error_bodies(pool: PgPool) {
             .unwrap();
         logs
     });
+    wait_until_healthy(&base).await;
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     let call = Call::new("logged", hour(0));
     for (path, body) in call.callbacks() {
         let response = client

@@ -17,7 +17,7 @@ use sqlx::PgPool;
 
 use crate::{
     fake_platform::{BlackHole, FakePlatform, HangUp, RECORDING_BYTES, Reply, refused_url},
-    helpers::{APP_KEY, APP_SECRET},
+    helpers::{APP_KEY, APP_SECRET, database_url},
 };
 
 const WSSE_APP_KEY: &str = "wsseLegacyApp0001";
@@ -1155,14 +1155,6 @@ async fn a_failed_record_does_not_hide_the_platforms_answer(pool: PgPool) {
 }
 
 // --- the CLI ------------------------------------------------------------------------------------
-
-/// The URL of the test's own database, for the CLI.
-fn database_url(pool: &PgPool) -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for these tests");
-    let mut url = reqwest::Url::parse(&base).unwrap();
-    url.set_path(pool.connect_options().get_database().unwrap());
-    url.to_string()
-}
 
 async fn cli(pool: &PgPool, platform_url: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"))

@@ -264,3 +264,52 @@ impl ChaosProxy {
         }
     }
 }
+
+/// The URL of the test's own database (the one `#[sqlx::test]` made), for a callhook process:
+/// the server of `DATABASE_URL` with the test database's name.
+pub fn database_url(pool: &PgPool) -> String {
+    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for these tests");
+    let mut url = reqwest::Url::parse(&server).expect("DATABASE_URL is a URL");
+    url.set_path(
+        pool.connect_options()
+            .get_database()
+            .expect("sqlx::test names the database"),
+    );
+    url.to_string()
+}
+
+/// The real binary, `callhook serve` on a free port against the test's database, logging errors
+/// only and killed when dropped; `configure` adds to its command. Returns it with its base URL,
+/// without waiting for it (see `wait_until_healthy`).
+pub fn spawn_binary(
+    pool: &PgPool,
+    configure: impl FnOnce(&mut tokio::process::Command),
+) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"));
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", database_url(pool))
+        .env("CALLHOOK_LOG__FILTER", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    configure(&mut command);
+    let server = command.spawn().expect("the callhook binary starts");
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// Waits (at most 10 s) until the server at `base` answers /healthz.
+pub async fn wait_until_healthy(base: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

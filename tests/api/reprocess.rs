@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{
     api_helpers::{FULL_TOKEN, MASKED_TOKEN, get_json, get_json_as, post_as, spawn_api},
-    helpers::status_body,
+    helpers::{database_url, status_body},
 };
 
 /// Keeps a request as an older parser would have: refused (`outcome`), with its error.
@@ -233,13 +233,7 @@ async fn the_reprocess_command_prints_what_became_of_each_callback(pool: PgPool)
         5,
     )
     .await;
-    let database: String = sqlx::query_scalar("select current_database()")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
-    let (base, _) = server.rsplit_once('/').expect("a database URL");
-    let url = format!("{base}/{database}");
+    let url = database_url(&pool);
     let run = |args: Vec<String>| {
         let url = url.clone();
         async move {

@@ -3,7 +3,6 @@
 
 use std::{
     collections::HashSet,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -18,7 +17,7 @@ use serde_json::json;
 use sqlx::{Connection, PgPool};
 use time::OffsetDateTime;
 
-use crate::helpers::{spawn_app_with, status_body};
+use crate::helpers::{spawn_app_with, spawn_binary, status_body, wait_until_healthy};
 
 fn job(body: String) -> Job {
     let body = Bytes::from(body);
@@ -169,8 +168,10 @@ async fn a_full_queue_answers_503_at_once(pool: PgPool) {
 /// database with its raw row, and none it answered 503 was written at all.
 #[sqlx::test]
 async fn a_kill_under_load_loses_no_acknowledged_callback(pool: PgPool) {
-    let (mut server, base) =
-        spawn_binary(&pool, &[("CALLHOOK_INGEST__QUEUE_CAPACITY", "16")]).await;
+    let (mut server, base) = spawn_binary(&pool, |command| {
+        command.env("CALLHOOK_INGEST__QUEUE_CAPACITY", "16");
+    });
+    wait_until_healthy(&base).await;
     let client = reqwest::Client::new();
 
     let acknowledged = Arc::new(Mutex::new(HashSet::new()));
@@ -237,49 +238,12 @@ async fn a_kill_under_load_loses_no_acknowledged_callback(pool: PgPool) {
     );
 }
 
-/// The real binary serving `pool`'s database on a free port, once it answers /healthz.
-async fn spawn_binary(pool: &PgPool, env: &[(&str, &str)]) -> (tokio::process::Child, String) {
-    let options = pool.connect_options();
-    let database_url = format!(
-        "postgres://{}@{}:{}/{}",
-        options.get_username(),
-        options.get_host(),
-        options.get_port(),
-        options
-            .get_database()
-            .expect("sqlx::test names the database")
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &database_url)
-        .env("CALLHOOK_LOG__FILTER", "error")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the callhook binary starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (server, base)
-}
-
 /// SIGTERM (what container runtimes send) stops the real binary cleanly: it exits with
 /// success, and what it acknowledged before is stored.
 #[sqlx::test]
 async fn sigterm_stops_the_binary_cleanly(pool: PgPool) {
-    let (mut server, base) = spawn_binary(&pool, &[]).await;
+    let (mut server, base) = spawn_binary(&pool, |_| {});
+    wait_until_healthy(&base).await;
     let response = reqwest::Client::new()
         .post(format!("{base}/voicecall/status"))
         .body(status_body("answer", "before-sigterm", json!({})))
