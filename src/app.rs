@@ -2,7 +2,6 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::Notify};
@@ -10,26 +9,38 @@ use tokio::{net::TcpListener, sync::Notify};
 use crate::{
     config::{Config, CreatedTimeZone},
     http,
-    ingest::Committer,
+    ingest::{
+        self, Durability, ReceiptWriter,
+        spool::{Spool, SpoolError},
+    },
+    metrics as m,
     platform::signature::CallbackVerifier,
     store::{self, StoreError},
+    tasks::supervise,
+    telemetry::mask_numbers,
 };
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    /// Where callbacks go to be committed in groups.
-    pub committer: Committer,
+    /// Where callbacks go to be kept, in groups.
+    pub receipts: ReceiptWriter,
+    /// The database, the spool, and which of them takes receipts now.
+    pub durability: Arc<Durability>,
     pub config: Arc<Config>,
     pub verifier: Arc<CallbackVerifier>,
     pub metrics: PrometheusHandle,
+    /// Callback requests in progress, at most `ingest.max_concurrent_requests`.
+    pub callback_slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot open the spool (spool.dir): {0}")]
+    Spool(#[from] SpoolError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -47,28 +58,55 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to the configured database (creating and migrating it if configured) and binds.
+    /// Opens the spool, binds, and prepares the configured database (creating and migrating it
+    /// if configured). A database that is down does not stop the start: callbacks are spooled,
+    /// and preparing goes on in the background until the database is back.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let pool = store::connect(&config.database).await?;
-        if config.database.migrate_on_start {
-            store::migrate(&pool).await?;
-        }
-        let mut app = Self::with_pool(config, pool).await?;
+        let pool = store::connect_lazy(&config.database)?;
+        let mut app = Self::start(config, pool, true).await?;
         app.owns_pool = true;
         Ok(app)
     }
 
-    /// Binds with a pool made elsewhere (tests hand in a fresh database's pool).
+    /// The same with a pool made elsewhere (tests hand in a fresh database's pool).
     pub async fn with_pool(config: Config, pool: PgPool) -> Result<Self, StartError> {
-        // The code tables in Postgres are copies of the ones in the code; refresh them.
-        store::codes::sync(&pool).await?;
+        Self::start(config, pool, false).await
+    }
+
+    async fn start(config: Config, pool: PgPool, create: bool) -> Result<Self, StartError> {
+        let (spool, recovery) = Spool::open(config.spool.limits())?;
+        if recovery.records > 0 {
+            tracing::info!(records = recovery.records, dir = %spool.dir().display(), "spool holds receipts from before; draining them");
+        }
+        if recovery.damaged_bytes > 0 {
+            tracing::error!(bytes = recovery.damaged_bytes, files = ?recovery.damaged_files, "spool had damaged records; moved aside, the intact ones are drained");
+            metrics::counter!(m::SPOOL_DAMAGED_BYTES_TOTAL).increment(recovery.damaged_bytes);
+        }
         let addr = config.listen;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
         let verifier = Arc::new(verifier(&config));
+        let durability = Arc::new(Durability::new(
+            pool.clone(),
+            spool,
+            &config.ingest,
+            verifier.nonce_retention(),
+        ));
+        // One attempt now, so a start with the database up is ready at once; the rest waits.
+        match store::prepare(&pool, &config.database, create).await {
+            Ok(()) => durability.set_schema_ready(),
+            Err(error) => tracing::warn!(
+                error = %mask_numbers(&error.to_string()),
+                "database not ready at start; accepting callbacks into the spool meanwhile"
+            ),
+        }
         let state = AppState {
-            committer: Committer::start(pool.clone(), &config.ingest),
+            callback_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.ingest.max_concurrent_requests,
+            )),
+            receipts: ReceiptWriter::start(durability.clone(), &config.ingest),
+            durability,
             pool,
             config: Arc::new(config),
             verifier,
@@ -92,10 +130,6 @@ impl Application {
         self.state.pool.clone()
     }
 
-    pub fn router(&self) -> Router {
-        http::router(self.state.clone())
-    }
-
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
     /// finish, for at most `http.shutdown_timeout_ms`.
     pub async fn run_until(
@@ -117,21 +151,35 @@ impl Application {
                 draining.notify_one();
             }
         };
-        let housekeeping = tokio::spawn(housekeeping(state.clone()));
-        let server = axum::serve(
+        let background = background_tasks(&state, owns_pool);
+        let server = http::serve::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
+            router,
+            state.config.http.header_read_timeout(),
+            signal,
+        );
         let drain_limit = state.config.http.shutdown_timeout();
         let result = tokio::select! {
-            result = server => result,
+            () = server => Ok(()),
             () = async { draining.notified().await; tokio::time::sleep(drain_limit).await } => {
                 tracing::warn!(?drain_limit, "in-flight requests did not finish in time; exiting anyway");
                 Ok(())
             }
         };
-        housekeeping.abort();
+        for task in background {
+            task.abort();
+        }
+        // What was acknowledged during the last moments is projected before exit, within a
+        // bound; anything left is projected at the next start (or by another replica).
+        if state.durability.schema_ready() {
+            let batch = i64::try_from(state.config.projector.batch).unwrap_or(i64::MAX);
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Ok(claimed) = ingest::projector::project_next(&state.pool, batch).await
+                    && claimed > 0
+                {}
+            })
+            .await;
+        }
         if owns_pool {
             // Bounded: a connection still checked out must not keep the process alive.
             if tokio::time::timeout(Duration::from_secs(5), state.pool.close())
@@ -144,6 +192,42 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// Preparing the database (until it is done), draining the spool, projecting, housekeeping.
+fn background_tasks(state: &AppState, create: bool) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if !state.durability.schema_ready() {
+        let (durability, config) = (state.durability.clone(), state.config.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match store::prepare(&durability.pool, &config.database, create).await {
+                    Ok(()) => {
+                        tracing::info!("database prepared; draining the spool and projecting");
+                        durability.set_schema_ready();
+                        return;
+                    }
+                    Err(error) => tracing::debug!(error = %mask_numbers(&error.to_string()), "database not ready yet"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+    }
+    let durability = state.durability.clone();
+    tasks.push(supervise("spool drainer".into(), move || {
+        ingest::receipts::drain(durability.clone())
+    }));
+    for index in 0..state.config.projector.workers {
+        let (durability, config) = (state.durability.clone(), state.config.projector.clone());
+        tasks.push(supervise(format!("projector {index}"), move || {
+            ingest::projector::run(durability.clone(), config.clone())
+        }));
+    }
+    let housekeeping_state = state.clone();
+    tasks.push(supervise("housekeeping".into(), move || {
+        housekeeping(housekeeping_state.clone())
+    }));
+    tasks
 }
 
 fn verifier(config: &Config) -> CallbackVerifier {
@@ -163,17 +247,35 @@ fn verifier(config: &Config) -> CallbackVerifier {
     }
 }
 
-/// Periodic chores: forget expired nonces, and let the metrics exporter fold histograms.
+/// Periodic chores: let the metrics exporter fold histograms, count the projection backlog,
+/// and forget old refused requests.
 async fn housekeeping(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
         state.metrics.run_upkeep();
-        if let Err(error) =
-            store::nonces::purge(&state.pool, state.verifier.nonce_retention()).await
-        {
-            tracing::warn!(%error, "could not purge old nonces");
+        ingest::receipts::update_spool_gauges(&state.durability.spool);
+        if !state.durability.schema_ready() {
+            continue;
         }
+        if let Ok(mut connection) = state.pool.acquire().await
+            && let Ok(backlog) = store::raw::backlog(&mut connection).await
+        {
+            metrics::gauge!(m::PROJECTION_BACKLOG).set(backlog as f64);
+        }
+        // Every ten minutes, the first time right after start.
+        if ticks.is_multiple_of(40) {
+            match ingest::retention::purge(&state.pool, &state.config.retention).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(
+                    deleted,
+                    "forgot refused requests past retention.refused_days"
+                ),
+                Err(error) => tracing::warn!(%error, "could not purge old refused requests"),
+            }
+        }
+        ticks += 1;
     }
 }
 

@@ -51,17 +51,37 @@ pub enum Command {
     Simulate(simulate::commands::SimulateArgs),
     /// Start the receiver and the simulated platform, place a few calls, and show what arrived.
     Demo,
-    /// Run refused callbacks (outcome rejected or partial) through today's parser again, after
-    /// a fix, and print what became of each. Idempotent: what was stored is a duplicate the
-    /// second time.
+    /// Run refused callbacks (outcome rejected, partial, unrecognized, or unauthorized when the
+    /// signature mode in force accepts their verdict) through today's parser and the projector
+    /// again, after a fix, and print what became of each. Idempotent: what was stored is a
+    /// duplicate the second time.
     Reprocess {
         /// The callback (raw_callbacks.id, as in X-Callhook-Callback-Id or GET /v1/rejected).
         #[arg(long, required_unless_present = "all", conflicts_with = "all")]
         id: Option<uuid::Uuid>,
-        /// Every refused (rejected or partial) callback, oldest first.
+        /// Every refused callback that may be reprocessed, oldest first.
         #[arg(long)]
         all: bool,
     },
+    /// Derive call_events, cdrs and calls again from the receipts of a time range (or of all of
+    /// them), after a fix to the parser or the projection. On unchanged code the rows come out
+    /// identical.
+    Reproject {
+        /// Receipts received at or after this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long, value_parser = parse_rfc3339, required_unless_present = "all")]
+        from: Option<time::OffsetDateTime>,
+        /// Receipts received before this time (RFC 3339); default: now.
+        #[arg(long, value_parser = parse_rfc3339)]
+        to: Option<time::OffsetDateTime>,
+        /// Every receipt.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        all: bool,
+    },
+}
+
+fn parse_rfc3339(value: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map_err(|error| format!("not an RFC 3339 time ({error})"))
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -89,6 +109,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Migrate => migrate(config).await,
         Command::Reprocess { id, all } => return reprocess(config, id, all).await,
+        Command::Reproject { from, to, all: _ } => reproject(config, from, to).await,
         Command::Healthcheck { .. } => unreachable!("handled above"),
     };
     match result {
@@ -125,16 +146,18 @@ async fn reprocess(config: Config, id: Option<uuid::Uuid>, all: bool) -> ExitCod
             return ExitCode::FAILURE;
         }
     };
+    let mode = config.signature.mode;
     let done = match (id, all) {
-        (Some(id), _) => ingest::reprocess(&pool, id).await.map(|done| {
-            if done.is_none() {
-                eprintln!(
-                    "callhook: no rejected or partial callback {id} (unauthorized and truncated ones cannot be reprocessed)"
-                );
-            }
-            done.into_iter().collect::<Vec<_>>()
-        }),
-        (None, _) => ingest::reprocess_all(&pool).await,
+        (Some(id), _) => ingest::reprocess(&pool, id, mode)
+            .await
+            .map(|done| match done {
+                Ok(done) => vec![done],
+                Err(refusal) => {
+                    eprintln!("callhook: {id} not reprocessed: {}", refusal.message());
+                    Vec::new()
+                }
+            }),
+        (None, _) => ingest::reprocess_all(&pool, mode).await,
     };
     pool.close().await;
     match done {
@@ -145,12 +168,13 @@ async fn reprocess(config: Config, id: Option<uuid::Uuid>, all: bool) -> ExitCod
             if all {
                 let count = |outcome: Outcome| done.iter().filter(|d| d.outcome == outcome).count();
                 println!(
-                    "reprocessed {}: {} stored, {} duplicate, {} partial, {} still rejected",
+                    "reprocessed {}: {} stored, {} duplicate, {} partial, {} still rejected, {} still unrecognized",
                     done.len(),
                     count(Outcome::Stored),
                     count(Outcome::Duplicate),
                     count(Outcome::Partial),
                     count(Outcome::Rejected),
+                    count(Outcome::Unrecognized),
                 );
             }
             if done.is_empty() && !all {
@@ -164,6 +188,26 @@ async fn reprocess(config: Config, id: Option<uuid::Uuid>, all: bool) -> ExitCod
             ExitCode::FAILURE
         }
     }
+}
+
+/// `callhook reproject`: derives again, prints `reprojected N receipts, M calls`.
+async fn reproject(
+    config: Config,
+    from: Option<time::OffsetDateTime>,
+    to: Option<time::OffsetDateTime>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let pool = store::connect(&config.database).await?;
+    let from = from.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let to = to.unwrap_or_else(|| time::OffsetDateTime::now_utc() + Duration::from_secs(1));
+    let batch = i64::try_from(config.projector.batch).unwrap_or(i64::MAX);
+    let done = ingest::reproject(&pool, from, to, batch).await;
+    pool.close().await;
+    let done = done?;
+    println!(
+        "reprojected {} receipts, {} calls",
+        done.receipts, done.calls
+    );
+    Ok(())
 }
 
 /// `<id> <outcome>`, and the error's code and message when there is one.

@@ -35,6 +35,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub http: HttpConfig,
     pub ingest: IngestConfig,
+    pub spool: SpoolConfig,
+    pub projector: ProjectorConfig,
+    pub retention: RetentionConfig,
     pub signature: SignatureConfig,
     pub apps: Vec<AppCredentials>,
     pub log: LogConfig,
@@ -58,19 +61,67 @@ pub struct DatabaseConfig {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub body_limit_bytes: usize,
+    pub header_read_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub body_timeout_ms: u64,
     pub shutdown_timeout_ms: u64,
     pub retry_after_secs: u64,
 }
 
-/// Group commit of callbacks (see `ingest::committer`).
+/// Group commit of receipts (see `ingest::receipts`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     pub writers: usize,
     pub max_batch: usize,
     pub queue_capacity: usize,
+    pub max_queued_refusals: usize,
+    pub max_concurrent_requests: usize,
+    pub commit_timeout_ms: u64,
+}
+
+impl IngestConfig {
+    pub fn commit_timeout(&self) -> Duration {
+        Duration::from_millis(self.commit_timeout_ms)
+    }
+}
+
+/// The local spool of receipts the database could not take (see `ingest::spool`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    pub dir: std::path::PathBuf,
+    pub max_bytes: u64,
+    pub max_age_secs: u64,
+    pub segment_bytes: u64,
+}
+
+impl SpoolConfig {
+    pub fn limits(&self) -> crate::ingest::spool::SpoolLimits {
+        crate::ingest::spool::SpoolLimits {
+            dir: self.dir.clone(),
+            max_bytes: self.max_bytes,
+            max_age: Duration::from_secs(self.max_age_secs),
+            segment_bytes: self.segment_bytes,
+        }
+    }
+}
+
+/// The projector: typed rows, outcomes and the call log from receipts (see `ingest::projector`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectorConfig {
+    pub workers: usize,
+    pub batch: usize,
+    pub poll_interval_ms: u64,
+}
+
+/// How long kept requests that carry nothing derived are kept (see `ingest::retention`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub refused_days: u64,
+    pub batch: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -254,10 +305,34 @@ impl Config {
                 "ingest.writers, ingest.max_batch and ingest.queue_capacity must be at least 1",
             );
         }
-        if ingest.writers as u64 >= u64::from(self.database.max_connections) {
+        if (ingest.writers + self.projector.workers) as u64
+            >= u64::from(self.database.max_connections)
+        {
             return invalid(
-                "ingest.writers must be below database.max_connections (other work needs connections too)",
+                "ingest.writers + projector.workers must be below database.max_connections (other work needs connections too)",
             );
+        }
+        if ingest.max_queued_refusals == 0 || ingest.max_queued_refusals >= ingest.queue_capacity {
+            return invalid(
+                "ingest.max_queued_refusals must be at least 1 and below ingest.queue_capacity",
+            );
+        }
+        if ingest.max_concurrent_requests == 0 {
+            return invalid("ingest.max_concurrent_requests must be at least 1");
+        }
+        if self.projector.workers == 0 || self.projector.batch == 0 {
+            return invalid("projector.workers and projector.batch must be at least 1");
+        }
+        if self.spool.dir.as_os_str().is_empty() {
+            return invalid("spool.dir must name a directory");
+        }
+        if self.spool.segment_bytes < 4096 || self.spool.max_bytes < self.spool.segment_bytes {
+            return invalid(
+                "spool.segment_bytes must be at least 4096 and spool.max_bytes at least spool.segment_bytes",
+            );
+        }
+        if self.retention.refused_days == 0 || self.retention.batch < 1 {
+            return invalid("retention.refused_days and retention.batch must be at least 1");
         }
         if self.http.body_limit_bytes < 1024 {
             return invalid("http.body_limit_bytes must be at least 1024");
@@ -379,6 +454,9 @@ impl DatabaseConfig {
 }
 
 impl HttpConfig {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }

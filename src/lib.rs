@@ -15,7 +15,7 @@ pub mod client;
 pub mod config;
 /// HTTP handlers and middleware; errors become responses here.
 pub mod http;
-/// One transaction per callback: nonce, typed rows, raw row.
+/// From callback to rows: the receipt (group commit, or the local spool), then the projector.
 pub mod ingest;
 /// Metric names and the Prometheus recorder.
 pub mod metrics;
@@ -25,5 +25,7 @@ pub mod platform;
 pub mod simulate;
 /// PostgreSQL: pool, migrations, one module per table.
 pub mod store;
+/// Background tasks that are started again when they panic.
+pub mod tasks;
 /// Logging setup and phone-number masking.
 pub mod telemetry;

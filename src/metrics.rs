@@ -23,6 +23,24 @@ pub const CALLBACK_DURATION_SECONDS: &str = "callhook_callback_duration_seconds"
 pub const INGEST_QUEUE_DEPTH: &str = "callhook_ingest_queue_depth";
 /// Requests committed together in one transaction.
 pub const INGEST_GROUP_SIZE: &str = "callhook_ingest_group_size";
+/// Receipts kept in the local spool because the database could not take them.
+pub const SPOOLED_RECEIPTS_TOTAL: &str = "callhook_spooled_receipts_total";
+/// Receipts in the spool now, waiting to be drained into the database.
+pub const SPOOL_RECORDS: &str = "callhook_spool_records";
+/// Bytes the spool holds now.
+pub const SPOOL_BYTES: &str = "callhook_spool_bytes";
+/// Age of the oldest spooled receipt (0 when empty).
+pub const SPOOL_OLDEST_AGE_SECONDS: &str = "callhook_spool_oldest_age_seconds";
+/// Bytes of damaged spool tails moved aside at start.
+pub const SPOOL_DAMAGED_BYTES_TOTAL: &str = "callhook_spool_damaged_bytes_total";
+/// Receipts projected, by the `outcome` the projection gave them.
+pub const PROJECTED_TOTAL: &str = "callhook_projected_total";
+/// Time from receiving a callback to the commit of its projection.
+pub const PROJECTION_LAG_SECONDS: &str = "callhook_projection_lag_seconds";
+/// Receipts acknowledged but not projected yet (across replicas), as last counted.
+pub const PROJECTION_BACKLOG: &str = "callhook_projection_backlog";
+/// Background tasks started again after a panic, by `task`.
+pub const TASK_RESTARTS_TOTAL: &str = "callhook_task_restarts_total";
 /// Database pool connections, by `state` (idle, in_use).
 pub const DB_POOL_CONNECTIONS: &str = "callhook_db_pool_connections";
 /// Configured maximum pool size.
@@ -30,6 +48,10 @@ pub const DB_POOL_MAX_CONNECTIONS: &str = "callhook_db_pool_max_connections";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+const LAG_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
 const GROUP_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
@@ -44,6 +66,11 @@ pub fn handle() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Full(CALLBACK_DURATION_SECONDS.to_owned()),
                     LATENCY_BUCKETS,
+                )
+                .expect("buckets are not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(PROJECTION_LAG_SECONDS.to_owned()),
+                    LAG_BUCKETS,
                 )
                 .expect("buckets are not empty")
                 .set_buckets_for_metric(
@@ -82,6 +109,39 @@ fn describe() {
     describe_histogram!(
         INGEST_GROUP_SIZE,
         "Requests committed together in one transaction."
+    );
+    describe_counter!(
+        SPOOLED_RECEIPTS_TOTAL,
+        "Receipts kept in the local spool because the database could not take them."
+    );
+    describe_gauge!(
+        SPOOL_RECORDS,
+        "Receipts in the spool, waiting to be drained."
+    );
+    describe_gauge!(SPOOL_BYTES, metrics::Unit::Bytes, "Bytes the spool holds.");
+    describe_gauge!(
+        SPOOL_OLDEST_AGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Age of the oldest spooled receipt (0 when empty)."
+    );
+    describe_counter!(
+        SPOOL_DAMAGED_BYTES_TOTAL,
+        metrics::Unit::Bytes,
+        "Bytes of damaged spool tails moved aside at start."
+    );
+    describe_counter!(PROJECTED_TOTAL, "Receipts projected, by outcome.");
+    describe_histogram!(
+        PROJECTION_LAG_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from receiving a callback to the commit of its projection."
+    );
+    describe_gauge!(
+        PROJECTION_BACKLOG,
+        "Receipts acknowledged but not projected yet, as last counted."
+    );
+    describe_counter!(
+        TASK_RESTARTS_TOTAL,
+        "Background tasks started again after a panic, by task."
     );
     describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state.");
     describe_gauge!(

@@ -1,6 +1,7 @@
-//! The callback endpoints (spec §1): raw bytes → signature verdict → parse → one transaction →
-//! answer. A 200 is sent only after the commit; anything refused is still kept in
-//! `raw_callbacks` with the error it was answered with.
+//! The callback endpoints (spec §1): raw bytes → signature verdict → parse → keep the receipt →
+//! answer. A 200 is sent only once the receipt is durable (in PostgreSQL, or in the local spool
+//! when the database cannot take it); its rows are derived afterwards by the projector. Anything
+//! refused is kept as a receipt too, with the error it was answered with.
 
 use std::{net::SocketAddr, time::Instant};
 
@@ -22,14 +23,13 @@ use super::{
 use crate::{
     app::AppState,
     config::{SignatureMode, SignedUrl},
-    ingest::{self, Failure, Ingested, Job, Submitted},
+    ingest::{self, KeptIn, NotKept, OnReplay},
     metrics as m,
     platform::{
-        callback::{Callback, parse_callback},
+        callback::{Callback, WireErrorCode, parse_callback},
         signature::{UsernameToken, Verdict, parse_username_token, redact_username_token},
     },
-    store::raw::{Outcome, RawCallback},
-    telemetry::mask_phone,
+    store::raw::{Outcome, Receipt},
 };
 
 /// Where a callback arrived. The platform may be given one URL for both kinds, so every
@@ -80,27 +80,39 @@ pub fn router() -> Router<AppState> {
         })
 }
 
-/// The success answer. Fee pushes are judged by `resultcode` (spec §1.3); status pushes only
-/// need the 200, and get the same body.
-fn acknowledge(raw: &RawCallback, outcome: Outcome) -> Response {
+/// The success answer: the receipt is kept. Fee pushes are judged by `resultcode` (spec §1.3);
+/// status pushes only need the 200, and get the same body.
+fn acknowledge(receipt: &Receipt, outcome: &'static str, kept_in: KeptIn) -> Response {
     let mut response = (
         StatusCode::OK,
         Json(json!({"resultcode": "0", "resultdesc": "Success"})),
     )
         .into_response();
     let headers = response.headers_mut();
+    headers.insert("x-callhook-outcome", HeaderValue::from_static(outcome));
     headers.insert(
-        "x-callhook-outcome",
-        HeaderValue::from_static(outcome.as_str()),
+        "x-callhook-kept-in",
+        HeaderValue::from_static(kept_in.as_str()),
     );
-    if let Ok(id) = HeaderValue::from_str(&raw.id.to_string()) {
+    if let Ok(id) = HeaderValue::from_str(&receipt.id.to_string()) {
         headers.insert("x-callhook-callback-id", id);
     }
     response
 }
 
+/// The label of an acknowledged callback in answers and metrics: `accepted` (its rows are
+/// derived next), `partial` (some CDRs of the list cannot be read; the others will be stored),
+/// `unrecognized` (an eventType this version does not know, kept for reprocessing).
+const ACCEPTED: &str = "accepted";
+const PARTIAL: &str = "partial";
+const UNRECOGNIZED: &str = "unrecognized";
+
 async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Response {
     let started = Instant::now();
+    let Ok(_slot) = state.callback_slots.clone().try_acquire_owned() else {
+        let answer = not_kept_answer(NotKept::Overloaded, state.config.http.retry_after_secs);
+        return finish((answer, "unavailable"), "unknown", started);
+    };
     let (parts, body) = request.into_parts();
     let limit = state.config.http.body_limit_bytes;
     let (body, body_error) = match read_limited(body, limit).await {
@@ -108,15 +120,11 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
         BodyRead::TooLarge(prefix) => (prefix, Some(ApiError::body_too_large(limit))),
         BodyRead::Incomplete(prefix) => (prefix, Some(ApiError::body_incomplete())),
     };
-    let mut raw = raw_callback(&parts, endpoint, body);
+    let mut receipt = new_receipt(&parts, endpoint, body);
     if let Some(error) = body_error {
-        raw.body_truncated = true;
-        return finish(
-            &state,
-            refuse(&state, &raw, Outcome::Rejected, error).await,
-            "unknown",
-            started,
-        );
+        receipt.body_truncated = true;
+        let answer = refuse(&state, receipt, Outcome::Rejected, error).await;
+        return finish(answer, "unknown", started);
     }
 
     let token = parts
@@ -124,198 +132,179 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
         .get("x-aksk")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_username_token);
-    raw.signature_verdict =
-        judge_signature(&state, &parts, endpoint, token.as_ref(), raw.received_at);
-    raw.app_key = token.as_ref().map(|t| t.username.clone());
-    metrics::counter!(m::SIGNATURE_VERDICTS_TOTAL, "verdict" => raw.signature_verdict.as_str())
+    receipt.signature_verdict = judge_signature(
+        &state,
+        &parts,
+        endpoint,
+        token.as_ref(),
+        receipt.received_at,
+    );
+    if let Some(token) = token {
+        receipt.app_key = Some(token.username);
+        receipt.nonce = Some(token.nonce);
+    }
+    metrics::counter!(m::SIGNATURE_VERDICTS_TOTAL, "verdict" => receipt.signature_verdict.as_str())
         .increment(1);
 
-    let parsed = parse_callback(&raw.body);
-    raw.event_type = parsed.event_type;
+    let parsed = parse_callback(&receipt.body);
+    receipt.event_type = parsed.event_type;
     let kind = match &parsed.result {
         Ok(Callback::Status(_)) => "status",
         Ok(Callback::Fee(_)) => "fee",
         Err(_) => "unknown",
     };
     let enforce = state.config.signature.mode == SignatureMode::Enforce;
-    if enforce && raw.signature_verdict != Verdict::Valid {
-        let error = ApiError::unauthorized(raw.signature_verdict);
-        return finish(
-            &state,
-            refuse(&state, &raw, Outcome::Unauthorized, error).await,
-            kind,
-            started,
-        );
+    if enforce && receipt.signature_verdict != Verdict::Valid {
+        let error = ApiError::unauthorized(receipt.signature_verdict);
+        let answer = refuse(&state, receipt, Outcome::Unauthorized, error).await;
+        return finish(answer, kind, started);
     }
-    let callback = match parsed.result {
-        Ok(callback) => callback,
-        Err(error) => {
-            let error = ApiError::bad_input(&error);
-            return finish(
+    let label = match &parsed.result {
+        Ok(_) if holds_nul(&receipt.body) => {
+            let answer = refuse(
                 &state,
-                refuse(&state, &raw, Outcome::Rejected, error).await,
-                kind,
-                started,
-            );
+                receipt,
+                Outcome::Rejected,
+                ApiError::unstorable_value(),
+            )
+            .await;
+            return finish(answer, kind, started);
+        }
+        Ok(Callback::Status(_)) => ACCEPTED,
+        Ok(Callback::Fee(batch)) => {
+            if receipt.app_key.is_none() {
+                receipt.app_key = batch.records.iter().find_map(|r| r.info.app_key.clone());
+            }
+            if batch.rejected.is_empty() {
+                ACCEPTED
+            } else {
+                PARTIAL
+            }
+        }
+        Err(error) if error.code == WireErrorCode::UnknownEventType => {
+            // Spec §1.5: accept and log values not known yet. Kept, answered 200, and counted,
+            // so a new event type is visible and can be reprocessed once the parser learns it.
+            tracing::warn!(event_type = receipt.event_type.as_deref(), callback_id = %receipt.id, "unknown eventType: kept for reprocessing");
+            metrics::counter!(m::REJECTIONS_TOTAL, "reason" => error.code.as_str()).increment(1);
+            receipt.outcome = Outcome::Unrecognized;
+            receipt.error = Some(ingest::wire_error_json(error));
+            UNRECOGNIZED
+        }
+        Err(error) => {
+            let error = ApiError::bad_input(error);
+            let answer = refuse(&state, receipt, Outcome::Rejected, error).await;
+            return finish(answer, kind, started);
         }
     };
-    if let Callback::Fee(batch) = &callback
-        && raw.app_key.is_none()
-    {
-        raw.app_key = batch.records.iter().find_map(|r| r.info.app_key.clone());
-    }
 
-    let nonce = token.filter(|_| raw.signature_verdict == Verdict::Valid);
-    let job = Job {
-        raw,
-        callback,
-        nonce,
-        refuse_replays: enforce,
+    let on_replay = if enforce {
+        OnReplay::Refuse(ApiError::unauthorized(Verdict::Replayed).to_json())
+    } else {
+        OnReplay::Accept
     };
     let retry_after = state.config.http.retry_after_secs;
-    let response = match state.committer.submit(job).await {
-        Submitted::Done(job, Ok(Ingested::Committed { outcome, records })) => {
-            record_success(&job.callback, outcome, records);
-            acknowledge(&job.raw, outcome)
-        }
-        Submitted::Done(job, Ok(Ingested::Replayed)) => {
+    let answer = match state.receipts.keep(receipt, on_replay).await {
+        (receipt, Ok(_)) if receipt.outcome == Outcome::Unauthorized => {
+            metrics::counter!(m::REJECTIONS_TOTAL, "reason" => "signature_replayed").increment(1);
             let error = ApiError::unauthorized(Verdict::Replayed);
-            refuse(&state, &job.raw, Outcome::Unauthorized, error).await
+            (error.into_response(), "unauthorized")
         }
-        Submitted::Done(job, Err(Failure::Refused)) => {
-            let error = ApiError::from_failure(Failure::Refused, retry_after);
-            refuse(&state, &job.raw, Outcome::Rejected, error).await
-        }
-        Submitted::Done(_, Err(failure)) => {
-            ApiError::from_failure(failure, retry_after).into_response()
-        }
-        Submitted::Overloaded(_) => {
-            metrics::counter!(m::REJECTIONS_TOTAL, "reason" => "overloaded").increment(1);
-            ApiError::overloaded(retry_after).into_response()
-        }
-        Submitted::Lost => ApiError::from_failure(Failure::Internal, retry_after).into_response(),
+        (receipt, Ok(kept_in)) => (acknowledge(&receipt, label, kept_in), label),
+        (_, Err(not_kept)) => (
+            not_kept_answer(not_kept, retry_after),
+            not_kept_label(not_kept),
+        ),
     };
-    finish(&state, response, kind, started)
+    finish(answer, kind, started)
+}
+
+fn not_kept_answer(not_kept: NotKept, retry_after: u64) -> Response {
+    if not_kept == NotKept::Overloaded {
+        metrics::counter!(m::REJECTIONS_TOTAL, "reason" => "overloaded").increment(1);
+    }
+    ApiError::from_not_kept(not_kept, retry_after).into_response()
+}
+
+fn not_kept_label(not_kept: NotKept) -> &'static str {
+    match not_kept {
+        NotKept::Overloaded | NotKept::SpoolFull => "unavailable",
+        NotKept::Failed => "error",
+    }
+}
+
+/// Whether a JSON body holds an escaped NUL (`\u0000`) in a string: PostgreSQL text and jsonb
+/// cannot store it, so such a callback is refused before it is acknowledged, not after.
+fn holds_nul(body: &[u8]) -> bool {
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'\\' {
+            if body.get(i + 1) == Some(&b'u') && body.get(i + 2..i + 6) == Some(&b"0000"[..]) {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 async fn wrong_method(state: AppState, endpoint: Endpoint, request: Request) -> Response {
     let started = Instant::now();
+    let Ok(_slot) = state.callback_slots.clone().try_acquire_owned() else {
+        let answer = not_kept_answer(NotKept::Overloaded, state.config.http.retry_after_secs);
+        return finish((answer, "unavailable"), "unknown", started);
+    };
     let (parts, body) = request.into_parts();
     let (body, truncated) = match read_limited(body, state.config.http.body_limit_bytes).await {
         BodyRead::Complete(bytes) => (bytes, false),
         BodyRead::TooLarge(bytes) | BodyRead::Incomplete(bytes) => (bytes, true),
     };
-    let mut raw = raw_callback(&parts, endpoint, body);
-    raw.body_truncated = truncated;
-    raw.signature_verdict = Verdict::NotChecked;
+    let mut receipt = new_receipt(&parts, endpoint, body);
+    receipt.body_truncated = truncated;
     let error = ApiError::method_not_allowed(parts.method.as_str());
-    finish(
-        &state,
-        refuse(&state, &raw, Outcome::Rejected, error).await,
-        "unknown",
-        started,
-    )
+    let answer = refuse(&state, receipt, Outcome::Rejected, error).await;
+    finish(answer, "unknown", started)
 }
 
-/// Keeps a refused request and answers with its error, or with 503 when it cannot be kept (so
-/// the sender retries rather than the request being lost).
+/// Keeps a refused request as a receipt and answers with its error, or with 503 when it cannot
+/// be kept (so the sender retries rather than the request being lost).
 async fn refuse(
     state: &AppState,
-    raw: &RawCallback,
+    mut receipt: Receipt,
     outcome: Outcome,
     error: ApiError,
-) -> Response {
+) -> (Response, &'static str) {
     metrics::counter!(m::REJECTIONS_TOTAL, "reason" => error.code).increment(1);
     tracing::info!(
         code = error.code,
         field = error.field.as_deref(),
-        event_type = raw.event_type.as_deref(),
-        callback_id = %raw.id,
+        event_type = receipt.event_type.as_deref(),
+        callback_id = %receipt.id,
         "callback refused"
     );
-    let kept = ingest::reject(
-        &state.pool,
-        raw,
-        outcome,
-        error.status.as_u16(),
-        error.to_json(),
-    )
-    .await;
-    match kept {
-        Ok(()) => error.into_response(),
-        Err(store_error) => {
-            ApiError::from_store(&store_error, state.config.http.retry_after_secs).into_response()
-        }
+    receipt.outcome = outcome;
+    receipt.http_status = error.status.as_u16();
+    receipt.error = Some(error.to_json());
+    let label = outcome.as_str();
+    match state.receipts.keep_refused(receipt).await {
+        (_, Ok(_)) => (error.into_response(), label),
+        (_, Err(not_kept)) => (
+            not_kept_answer(not_kept, state.config.http.retry_after_secs),
+            not_kept_label(not_kept),
+        ),
     }
 }
 
-fn record_success(
-    callback: &Callback,
-    outcome: Outcome,
-    records: Option<crate::store::raw::RecordCounts>,
-) {
-    match callback {
-        Callback::Status(event) => {
-            if outcome == Outcome::Duplicate {
-                metrics::counter!(m::DUPLICATES_TOTAL, "kind" => "status").increment(1);
-            }
-            tracing::debug!(
-                event_type = event.event_type.as_str(),
-                session_id = %event.session_id,
-                caller = event.info.caller.as_deref().map(mask_phone),
-                called = event.info.called.as_deref().map(mask_phone),
-                outcome = outcome.as_str(),
-                "status event"
-            );
-        }
-        Callback::Fee(_) => {
-            let counts = records.unwrap_or_default();
-            let as_u64 = |n: i32| u64::try_from(n).unwrap_or(0);
-            metrics::counter!(m::CDR_RECORDS_TOTAL, "outcome" => "stored")
-                .increment(as_u64(counts.stored));
-            metrics::counter!(m::CDR_RECORDS_TOTAL, "outcome" => "duplicate")
-                .increment(as_u64(counts.duplicate));
-            metrics::counter!(m::CDR_RECORDS_TOTAL, "outcome" => "rejected")
-                .increment(as_u64(counts.rejected));
-            metrics::counter!(m::DUPLICATES_TOTAL, "kind" => "cdr")
-                .increment(as_u64(counts.duplicate));
-            tracing::debug!(
-                total = counts.total,
-                stored = counts.stored,
-                duplicate = counts.duplicate,
-                rejected = counts.rejected,
-                "fee list"
-            );
-        }
-    }
-}
-
-fn finish(_state: &AppState, response: Response, kind: &'static str, started: Instant) -> Response {
-    let outcome = response
-        .headers()
-        .get("x-callhook-outcome")
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(|| status_outcome(response.status()), outcome_label);
+fn finish(
+    (response, outcome): (Response, &'static str),
+    kind: &'static str,
+    started: Instant,
+) -> Response {
     metrics::counter!(m::CALLBACKS_TOTAL, "kind" => kind, "outcome" => outcome).increment(1);
     metrics::histogram!(m::CALLBACK_DURATION_SECONDS, "kind" => kind)
         .record(started.elapsed().as_secs_f64());
     response
-}
-
-fn outcome_label(value: &str) -> &'static str {
-    [Outcome::Stored, Outcome::Duplicate, Outcome::Partial]
-        .into_iter()
-        .find(|o| o.as_str() == value)
-        .map_or("error", Outcome::as_str)
-}
-
-fn status_outcome(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => "unauthorized",
-        400..=499 => "rejected",
-        503 => "unavailable",
-        _ => "error",
-    }
 }
 
 fn judge_signature(
@@ -412,7 +401,7 @@ fn redact_authorization(value: &str) -> String {
     }
 }
 
-fn raw_callback(parts: &Parts, endpoint: Endpoint, body: bytes::Bytes) -> RawCallback {
+fn new_receipt(parts: &Parts, endpoint: Endpoint, body: bytes::Bytes) -> Receipt {
     let mut headers = Map::new();
     for name in KEPT_HEADERS {
         if let Some(value) = parts.headers.get(*name) {
@@ -429,7 +418,7 @@ fn raw_callback(parts: &Parts, endpoint: Endpoint, body: bytes::Bytes) -> RawCal
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    RawCallback {
+    Receipt {
         id: Uuid::now_v7(),
         received_at: OffsetDateTime::now_utc(),
         endpoint: endpoint.as_str(),
@@ -444,7 +433,11 @@ fn raw_callback(parts: &Parts, endpoint: Endpoint, body: bytes::Bytes) -> RawCal
         body_truncated: false,
         event_type: None,
         app_key: None,
+        nonce: None,
         signature_verdict: Verdict::NotChecked,
+        outcome: Outcome::Received,
+        http_status: 200,
+        error: None,
         request_id: parts
             .headers
             .get("x-request-id")

@@ -12,7 +12,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use crate::{
-    ingest::{Failure, record_errors},
+    ingest::{NotKept, record_errors},
     platform::{callback::WireError, signature::Verdict},
     store::StoreError,
     telemetry::mask_numbers,
@@ -143,37 +143,56 @@ impl ApiError {
     /// Maps a storage failure (logged here, once). `Refused` is the input's fault and is
     /// answered 400.
     pub fn from_store(error: &StoreError, retry_after_secs: u64) -> Self {
-        let failure = Failure::from(error);
-        match failure {
-            Failure::Unavailable => {
+        match error {
+            StoreError::Unavailable(_) | StoreError::Conflict(_) => {
                 tracing::warn!(error = %mask_numbers(&error.to_string()), "database unavailable");
+                Self::unavailable(retry_after_secs)
             }
-            Failure::Refused => {}
-            Failure::Internal => {
-                tracing::error!(error = %mask_numbers(&error.to_string()), "storage failed");
-            }
-        }
-        Self::from_failure(failure, retry_after_secs)
-    }
-
-    /// Maps a callback that could not be committed.
-    pub fn from_failure(failure: Failure, retry_after_secs: u64) -> Self {
-        match failure {
-            Failure::Unavailable => Self::unavailable(retry_after_secs),
-            Failure::Refused => Self::new(
+            StoreError::Refused(_) => Self::new(
                 StatusCode::BAD_REQUEST,
                 "unstorable_value",
-                "the callback holds a value PostgreSQL cannot store (for example a NUL character)",
+                "the request holds a value PostgreSQL cannot store (for example a NUL character)",
             ),
-            Failure::Internal => Self::new(
+            StoreError::Other(_) | StoreError::Migrate(_) => {
+                tracing::error!(error = %mask_numbers(&error.to_string()), "storage failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "storage failed; nothing was stored",
+                )
+            }
+        }
+    }
+
+    /// Maps a callback that could not be kept (nothing of it was written).
+    pub fn from_not_kept(not_kept: NotKept, retry_after_secs: u64) -> Self {
+        match not_kept {
+            NotKept::Overloaded => Self::overloaded(retry_after_secs),
+            NotKept::SpoolFull => Self {
+                retry_after: Some(retry_after_secs),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "spool_full",
+                    "the database is unavailable and the local spool is full; nothing was stored, please retry",
+                )
+            },
+            NotKept::Failed => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
-                "storage failed; nothing was stored",
+                "the callback could not be kept; nothing was stored",
             ),
         }
     }
 
-    /// 503 with Retry-After: the commit queue is full; the sender should retry.
+    /// A value PostgreSQL cannot hold (a NUL character in a string), found before keeping.
+    pub fn unstorable_value() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unstorable_value",
+            "the callback holds a value PostgreSQL cannot store (a NUL character, \\u0000, in a string)",
+        )
+    }
+
     pub fn overloaded(retry_after_secs: u64) -> Self {
         Self {
             retry_after: Some(retry_after_secs),

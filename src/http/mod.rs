@@ -6,6 +6,7 @@ pub mod callbacks;
 pub mod error;
 pub mod openapi;
 mod ops;
+pub mod serve;
 
 use axum::{
     Router,

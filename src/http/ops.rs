@@ -7,9 +7,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use serde_json::json;
+use std::time::Duration;
 
-use crate::{app::AppState, metrics as m, store};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::{app::AppState, ingest::KeptIn, metrics as m, store};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -24,13 +27,29 @@ async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// Ready: the database answers and every embedded migration is applied.
+/// Ready: this replica can keep a callback durably, in the database or in its spool. The JSON
+/// says which, whether the schema is in place, how many receipts wait for projection (across
+/// replicas) and what the spool holds.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let (database, migrated) = match store::is_migrated(&state.pool).await {
-        Ok(migrated) => ("ok", migrated),
-        Err(_) => ("unavailable", false),
+    let durability = &state.durability;
+    let accepting = durability.accepting();
+    let backlog = if durability.database_up() {
+        let counted = async {
+            let mut connection = state.pool.acquire().await?;
+            store::raw::backlog(&mut connection).await
+        };
+        tokio::time::timeout(Duration::from_secs(2), counted)
+            .await
+            .ok()
+            .and_then(Result::ok)
+    } else {
+        None
     };
-    let ready = database == "ok" && migrated;
+    let spool = durability.spool.status();
+    let oldest_age = spool
+        .oldest
+        .map(|oldest| (OffsetDateTime::now_utc() - oldest).whole_seconds().max(0));
+    let ready = accepting.is_some();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -38,8 +57,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
     };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "database": database,
-        "migrations": if migrated { "applied" } else { "pending" },
+        "accepting": accepting.map_or("none", KeptIn::as_str),
+        "database": if durability.database_up() { "up" } else { "down" },
+        "migrations": if durability.schema_ready() { "applied" } else { "pending" },
+        "projection": {"backlog": backlog},
+        "spool": {
+            "records": spool.records,
+            "bytes": spool.bytes,
+            "oldest_age_seconds": oldest_age,
+        },
     });
     (status, Json(body)).into_response()
 }

@@ -71,6 +71,21 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    pub const ALL: [Self; 8] = [
+        Self::NotChecked,
+        Self::Absent,
+        Self::Malformed,
+        Self::UnknownApp,
+        Self::BadDigest,
+        Self::Stale,
+        Self::Replayed,
+        Self::Valid,
+    ];
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == value)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotChecked => "not_checked",

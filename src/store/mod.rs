@@ -5,7 +5,6 @@ pub mod calls;
 pub mod cdrs;
 pub mod codes;
 pub mod events;
-pub mod nonces;
 pub mod placed_calls;
 pub mod raw;
 /// The read side (the `/v1` API and its exports): filtered, keyset-paginated lists.
@@ -32,6 +31,10 @@ pub enum StoreError {
     /// The database is unreachable, overloaded or shutting down: retry later (HTTP 503).
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// A transient conflict with other transactions (deadlock, serialization failure, lock
+    /// timeout): the same work will very likely succeed if tried again at once.
+    #[error("database conflict: {0}")]
+    Conflict(#[source] sqlx::Error),
     /// The database refused a value we were given (SQLSTATE class 22, e.g. a NUL character in a
     /// string): the input's fault, not ours (HTTP 400).
     #[error("database refused a value: {0}")]
@@ -59,8 +62,10 @@ impl From<sqlx::Error> for StoreError {
         let retryable = code.starts_with("08") // connection exception
             || code.starts_with("53") // insufficient resources
             || code.starts_with("57P") // operator intervention: shutdown, cannot connect now
-            || matches!(code.as_str(), "57014" | "40001" | "40P01" | "55P03"); // timeouts, conflicts
-        if retryable {
+            || code == "57014"; // statement timeout
+        if matches!(code.as_str(), "40001" | "40P01" | "55P03") {
+            Self::Conflict(error)
+        } else if retryable {
             Self::Unavailable(error)
         } else if code.starts_with("22") {
             Self::Refused(error)
@@ -80,6 +85,33 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, StoreError> {
         create_database_if_missing(&config.url).await?;
     }
     Ok(pool_options(config).connect_with(options).await?)
+}
+
+/// The pool described by `config`, connecting only when first used: the service starts (and
+/// spools what it receives) while the database is down.
+pub fn connect_lazy(config: &DatabaseConfig) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(&config.url)
+        .map_err(StoreError::Other)?
+        .application_name("callhook")
+        .log_statements(tracing::log::LevelFilter::Trace);
+    Ok(pool_options(config).connect_lazy_with(options))
+}
+
+/// What must be in place before receipts can be kept and projected: the database (when
+/// `create` and `database.create_if_missing`), the migrations (`database.migrate_on_start`), and
+/// the code tables. Safe to repeat, and to run from several replicas at once.
+pub async fn prepare(
+    pool: &PgPool,
+    config: &DatabaseConfig,
+    create: bool,
+) -> Result<(), StoreError> {
+    if create && config.create_if_missing {
+        create_database_if_missing(&config.url).await?;
+    }
+    if config.migrate_on_start {
+        migrate(pool).await?;
+    }
+    codes::sync(pool).await
 }
 
 /// Pool settings: a bounded wait for a connection, and a statement timeout on every connection,

@@ -35,7 +35,7 @@ pub const CALL_SORT_KEY: &str = "coalesce(started_at, last_callback_at)";
 /// The sort key of `cdrs`.
 pub const CDR_SORT_KEY: &str = "coalesce(call_end_time, received_at)";
 /// The outcomes of refused callbacks, as in the partial index.
-const REFUSED: &str = "outcome in ('rejected', 'unauthorized', 'partial')";
+const REFUSED: &str = "outcome in ('rejected', 'unauthorized', 'partial', 'unrecognized')";
 
 /// A `calls` row (column meanings: `\d+ calls`). Phone numbers are as stored; the HTTP layer
 /// masks them for tokens without the `full` scope.

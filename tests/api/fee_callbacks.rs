@@ -4,7 +4,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use time::macros::datetime;
 
-use crate::helpers::{FEE_SAMPLE, fee_body, json, spawn_app};
+use crate::helpers::{FEE_SAMPLE, answered_outcome, fee_body, json, spawn_app};
 
 /// The platform's own fee sample: one CDR with every field in its column.
 #[sqlx::test]
@@ -83,11 +83,16 @@ async fn a_batch_delivered_seven_times_is_stored_once(pool: PgPool) {
     for delivery in 0..7 {
         let response = app.post("/voicecall/fee", body.clone()).await;
         assert_eq!(response.status(), 200, "delivery {delivery}");
+        assert_eq!(
+            answered_outcome(&response).as_deref(),
+            Some("accepted"),
+            "delivery {delivery}: answered once kept"
+        );
         let expected = if delivery == 0 { "stored" } else { "duplicate" };
         assert_eq!(
-            response.headers()["x-callhook-outcome"],
+            app.kept_outcome(&response).await,
             expected,
-            "delivery {delivery}"
+            "delivery {delivery}: projected"
         );
     }
 
@@ -111,9 +116,24 @@ async fn concurrent_deliveries_of_a_batch_store_each_cdr_once(pool: PgPool) {
         deliveries.spawn(async move { client.post(url).body(body).send().await.unwrap().status() });
     }
     let statuses = deliveries.join_all().await;
+    app.projected().await;
 
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(app.count("cdrs").await, 50);
+    let counts: (i64, i64, i64) = sqlx::query_as(
+        "select count(*) filter (where outcome = 'stored'), sum(records_stored), sum(records_duplicate)
+         from raw_callbacks",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let (stored_receipts, stored, duplicate) = counts;
+    assert!(stored_receipts >= 1, "some delivery stored the CDRs");
+    assert_eq!(
+        (stored, duplicate),
+        (50, 450),
+        "each CDR counted stored once and duplicate for every other delivery"
+    );
 }
 
 /// A re-push that overlaps an earlier batch stores only the new CDRs.
@@ -124,7 +144,8 @@ async fn an_overlapping_batch_stores_only_new_cdrs(pool: PgPool) {
 
     let response = app.post("/voicecall/fee", fee_body("overlap", 15)).await;
 
-    assert_eq!(response.headers()["x-callhook-outcome"], "stored");
+    assert_eq!(answered_outcome(&response).as_deref(), Some("accepted"));
+    assert_eq!(app.kept_outcome(&response).await, "stored");
     assert_eq!(app.count("cdrs").await, 15);
     let counts: (i32, i32) = sqlx::query_as(
         "select records_stored, records_duplicate from raw_callbacks order by id desc limit 1",
@@ -148,7 +169,8 @@ async fn cdrs_without_icid_are_deduplicated_by_content(pool: PgPool) {
     app.post("/voicecall/fee", body.clone()).await;
     let again = app.post("/voicecall/fee", body).await;
 
-    assert_eq!(again.headers()["x-callhook-outcome"], "duplicate");
+    assert_eq!(answered_outcome(&again).as_deref(), Some("accepted"));
+    assert_eq!(app.kept_outcome(&again).await, "duplicate");
     let keys: Vec<String> = sqlx::query_scalar("select dedup_key from cdrs order by id")
         .fetch_all(&app.pool)
         .await

@@ -4,6 +4,7 @@
 
 use std::{
     net::SocketAddr,
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -38,6 +39,9 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub pool: PgPool,
     pub client: reqwest::Client,
+    /// This app's spool directory; removed when the app is dropped unless the test chose it.
+    pub spool_dir: PathBuf,
+    owns_spool_dir: bool,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -50,8 +54,12 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
 /// The app with the configuration adjusted by `configure`; it always listens on a random port.
 pub async fn spawn_app_with(pool: PgPool, configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::defaults();
+    let own_spool_dir = temp_spool_dir();
+    config.spool.dir = own_spool_dir.clone();
     configure(&mut config);
     config.listen = "127.0.0.1:0".parse().unwrap();
+    let spool_dir = config.spool.dir.clone();
+    let owns_spool_dir = spool_dir == own_spool_dir;
     if std::env::var_os("TEST_LOG").is_some() {
         callhook::telemetry::init(&config.log);
     }
@@ -67,6 +75,8 @@ pub async fn spawn_app_with(pool: PgPool, configure: impl FnOnce(&mut Config)) -
         addr,
         pool,
         client: reqwest::Client::new(),
+        spool_dir,
+        owns_spool_dir,
         stop: Some(stop),
         server: Some(server),
     }
@@ -84,14 +94,37 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Posts a callback and returns once what it was answered has been projected (see
+    /// `projected`), so the test can read the derived rows at once.
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        self.client
+        let response = self
+            .client
             .post(self.url(path))
             .header("content-type", "application/json;charset=UTF-8")
             .body(body)
             .send()
             .await
-            .expect("request is sent")
+            .expect("request is sent");
+        self.projected_if_kept_in_database(&response).await;
+        response
+    }
+
+    /// Waits for projection when the answer says the receipt went to the database (one kept in
+    /// the spool waits for the database to come back).
+    async fn projected_if_kept_in_database(&self, response: &reqwest::Response) {
+        if response
+            .headers()
+            .get("x-callhook-kept-in")
+            .is_some_and(|v| v == "database")
+        {
+            self.projected().await;
+        }
+    }
+
+    /// Waits (polling, at most 20 s) until nothing this app kept waits for projection: its spool
+    /// is empty and no receipt in the database is still `received`.
+    pub async fn projected(&self) {
+        wait_for_projection(&self.pool, Some(&self.spool_dir)).await;
     }
 
     /// Posts with `Authorization: AKSK …` and `X-AKSK` signed over `signed_url`.
@@ -101,7 +134,8 @@ impl TestApp {
         body: impl Into<reqwest::Body>,
         signature: &Signature,
     ) -> reqwest::Response {
-        self.client
+        let response = self
+            .client
             .post(self.url(path))
             .header("content-type", "application/json;charset=UTF-8")
             .header(
@@ -112,7 +146,9 @@ impl TestApp {
             .body(body)
             .send()
             .await
-            .expect("request is sent")
+            .expect("request is sent");
+        self.projected_if_kept_in_database(&response).await;
+        response
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
@@ -125,6 +161,13 @@ impl TestApp {
         }
     }
 
+    /// What projection made of an acknowledged callback: the `raw_callbacks.outcome` of the
+    /// receipt its answer names (`x-callhook-callback-id`). Read it once projected (`post` and
+    /// `post_signed` wait for that; after `client` requests, call `projected` first).
+    pub async fn kept_outcome(&self, response: &reqwest::Response) -> String {
+        kept_outcome(&self.pool, response).await
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         let sql = format!("select count(*) from {table}");
         sqlx::query_scalar(&sql)
@@ -132,6 +175,78 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if self.owns_spool_dir {
+            let _ = std::fs::remove_dir_all(&self.spool_dir);
+        }
+    }
+}
+
+/// A spool directory of its own for one app or binary of a test.
+pub fn temp_spool_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("callhook-test-spool-{}", uuid::Uuid::new_v4()))
+}
+
+/// Whether a spool directory holds segments still to drain.
+pub fn spool_has_segments(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+    })
+}
+
+/// Polls (at most 20 s) until no receipt in the database waits for projection and the spool
+/// directory, if given, holds nothing to drain.
+///
+/// The spool is looked at first: the drainer removes a segment only once its receipts are in
+/// the database, so a receipt that was in the spool before an empty look is in the database
+/// (`received` or projected) by the look that follows. The other order can miss a receipt
+/// drained between the two looks.
+pub async fn wait_for_projection(pool: &PgPool, spool_dir: Option<&std::path::Path>) {
+    for _ in 0..2000 {
+        let spooled = spool_dir.is_some_and(spool_has_segments);
+        let waiting: i64 =
+            sqlx::query_scalar("select count(*) from raw_callbacks where outcome = 'received'")
+                .fetch_one(pool)
+                .await
+                .unwrap_or(1);
+        if !spooled && waiting == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("receipts still waiting for projection after 20 s");
+}
+
+/// The receipt an acknowledged callback was kept as, from its `x-callhook-callback-id` header.
+pub fn callback_id(response: &reqwest::Response) -> uuid::Uuid {
+    response
+        .headers()
+        .get("x-callhook-callback-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("an acknowledged callback names its receipt in x-callhook-callback-id")
+}
+
+/// The `x-callhook-outcome` header of an answer, if any.
+pub fn answered_outcome(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("x-callhook-outcome")
+        .map(|v| v.to_str().expect("an ASCII header").to_owned())
+}
+
+/// The `raw_callbacks.outcome` of the receipt an acknowledged callback was kept as.
+pub async fn kept_outcome(pool: &PgPool, response: &reqwest::Response) -> String {
+    sqlx::query_scalar("select outcome from raw_callbacks where id = $1")
+        .bind(callback_id(response))
+        .fetch_one(pool)
+        .await
+        .expect("the acknowledged receipt is in raw_callbacks")
 }
 
 /// What a signer controls in an X-AKSK header.
@@ -295,6 +410,7 @@ pub fn spawn_binary(
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", database_url(pool))
         .env("CALLHOOK_LOG__FILTER", "error")
+        .env("CALLHOOK_SPOOL__DIR", temp_spool_dir())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);

@@ -6,6 +6,7 @@
 // move the column list away from the query that defines it.
 #![allow(clippy::type_complexity)]
 
+mod abuse;
 mod api_auth;
 mod api_helpers;
 mod bad_input;
@@ -13,6 +14,7 @@ mod call_api;
 mod call_log;
 mod cdr_api;
 mod client;
+mod durability;
 mod end_to_end;
 mod exports;
 mod fake_platform;

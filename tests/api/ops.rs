@@ -1,9 +1,10 @@
 //! Operations endpoints (liveness, readiness, metrics) and request ids.
 
-use serde_json::json;
+use callhook::{config::Config, store};
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{json, spawn_app, spawn_app_with, status_body};
+use crate::helpers::{ChaosProxy, TestApp, json, spawn_app, spawn_app_with, status_body};
 
 /// Liveness answers 200 `{"status":"ok"}`.
 #[sqlx::test]
@@ -24,7 +25,8 @@ async fn healthz_answers_ok(pool: PgPool) {
     assert_eq!(json(response).await, json!({"status": "ok"}));
 }
 
-/// Readiness answers 200 when the database answers and every migration is applied.
+/// Readiness answers 200 when the replica keeps callbacks in the database, with the schema in
+/// place, nothing waiting for projection and an empty spool.
 #[sqlx::test]
 async fn readyz_answers_ready_with_a_migrated_database(pool: PgPool) {
     // Arrange
@@ -42,33 +44,125 @@ async fn readyz_answers_ready_with_a_migrated_database(pool: PgPool) {
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(
         json(response).await,
-        json!({"status": "ready", "database": "ok", "migrations": "applied"})
+        json!({
+            "status": "ready", "accepting": "database", "database": "up", "migrations": "applied",
+            "projection": {"backlog": 0},
+            "spool": {"records": 0, "bytes": 0, "oldest_age_seconds": null},
+        })
     );
 }
 
-/// Readiness answers 503 with migrations "pending" when the schema is not (known to be) migrated.
-#[sqlx::test]
-async fn readyz_answers_503_when_migrations_are_pending(pool: PgPool) {
-    // Arrange
-    let app = spawn_app(pool).await;
-    sqlx::query("delete from _sqlx_migrations")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+/// An app whose database is behind a proxy that is down before it starts, with a small spool.
+async fn app_without_database(pool: &PgPool) -> (ChaosProxy, TestApp) {
+    let options = (*pool.connect_options()).clone();
+    let upstream = format!("{}:{}", options.get_host(), options.get_port());
+    let proxy = ChaosProxy::start(
+        tokio::net::lookup_host(upstream)
+            .await
+            .unwrap()
+            .next()
+            .unwrap(),
+    )
+    .await;
+    let mut database = Config::defaults().database;
+    database.acquire_timeout_ms = 300;
+    let through = store::pool_options(&database)
+        .connect_lazy_with(options.host("127.0.0.1").port(proxy.addr.port()));
+    proxy.set_down(true);
+    let app = spawn_app_with(through, |c| {
+        c.spool.segment_bytes = 4096;
+        c.spool.max_bytes = 8192;
+    })
+    .await;
+    (proxy, app)
+}
 
-    // Act
+async fn readyz(app: &TestApp) -> (u16, Value) {
     let response = app
         .client
         .get(app.url("/readyz"))
         .send()
         .await
         .expect("request is sent");
+    (response.status().as_u16(), json(response).await)
+}
+
+/// Readiness is about keeping a callback durably: with the database unreachable from the start
+/// (the schema not known to be in place) the replica is still ready, keeping receipts in its
+/// spool, and says so.
+#[sqlx::test]
+async fn readyz_is_ready_from_the_spool_while_the_database_is_down(pool: PgPool) {
+    // Arrange
+    let (_proxy, app) = app_without_database(&pool).await;
+
+    // Act
+    let (status, body) = readyz(&app).await;
+    let callback = app
+        .client
+        .post(app.url("/voicecall/status"))
+        .body(status_body("answer", "spooled", json!({})))
+        .send()
+        .await
+        .expect("request is sent");
+    let (_, after) = readyz(&app).await;
 
     // Assert
-    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(status, 200, "{body}");
     assert_eq!(
-        json(response).await,
-        json!({"status": "not_ready", "database": "ok", "migrations": "pending"})
+        (
+            &body["status"],
+            &body["accepting"],
+            &body["database"],
+            &body["migrations"]
+        ),
+        (
+            &json!("ready"),
+            &json!("spool"),
+            &json!("down"),
+            &json!("pending")
+        ),
+        "{body}"
+    );
+    assert_eq!(callback.status(), 200);
+    assert_eq!(callback.headers()["x-callhook-kept-in"], "spool");
+    assert_eq!(after["spool"]["records"], 1, "{after}");
+}
+
+/// Once the spool is at its bound and callbacks are answered 503 (database down too), the
+/// replica is not ready, so a load balancer sends them elsewhere.
+#[sqlx::test]
+async fn readyz_is_not_ready_once_the_spool_refuses_callbacks(pool: PgPool) {
+    // Arrange
+    let (_proxy, app) = app_without_database(&pool).await;
+    let mut answered = Vec::new();
+    for n in 0..200 {
+        let response = app
+            .client
+            .post(app.url("/voicecall/status"))
+            .body(status_body("answer", &format!("spooled-{n}"), json!({})))
+            .send()
+            .await
+            .expect("request is sent");
+        answered.push(response.status().as_u16());
+        if response.status() == 503 {
+            break;
+        }
+    }
+    assert_eq!(
+        answered.last(),
+        Some(&503),
+        "the spool fills up: {answered:?}"
+    );
+
+    // Act
+    let (status, body) = readyz(&app).await;
+
+    // Assert
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        (&body["status"], &body["accepting"]),
+        (&json!("not_ready"), &json!("none")),
+        "{body}"
     );
 }
 
@@ -195,6 +289,7 @@ async fn a_client_request_id_is_echoed_and_stored(pool: PgPool) {
             .send()
             .await
             .expect("request is sent");
+        app.projected().await;
 
         // Assert
         let echoed = response
@@ -250,8 +345,10 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A stored callback, a redelivery and a refusal each move their counter. The recorder is shared
-/// by every test of this process, so the counts are compared before and after, at least.
+/// A callback, its redelivery and a refusal each move their counter: the acknowledgement counts
+/// as `accepted` when answered, what it came to (stored, duplicate) when projected. The recorder
+/// is shared by every test of this process, so the counts are compared before and after, at
+/// least.
 #[sqlx::test]
 async fn metrics_count_what_happened(pool: PgPool) {
     let app = spawn_app(pool).await;
@@ -266,10 +363,19 @@ async fn metrics_count_what_happened(pool: PgPool) {
             .unwrap()
     };
     let series = [
-        r#"callhook_callbacks_total{kind="status",outcome="stored"}"#,
-        r#"callhook_callbacks_total{kind="status",outcome="duplicate"}"#,
-        r#"callhook_duplicates_total{kind="status"}"#,
-        r#"callhook_rejections_total{reason="missing_field"}"#,
+        (
+            r#"callhook_callbacks_total{kind="status",outcome="accepted"}"#,
+            2.0,
+        ),
+        (
+            r#"callhook_callbacks_total{kind="unknown",outcome="rejected"}"#,
+            1.0,
+        ),
+        (r#"callhook_projected_total{outcome="stored"}"#, 1.0),
+        (r#"callhook_projected_total{outcome="duplicate"}"#, 1.0),
+        (r#"callhook_duplicates_total{kind="status"}"#, 1.0),
+        (r#"callhook_rejections_total{reason="missing_field"}"#, 1.0),
+        ("callhook_projection_lag_seconds_count", 2.0),
     ];
     let before = metrics().await;
 
@@ -290,10 +396,10 @@ async fn metrics_count_what_happened(pool: PgPool) {
     );
 
     let after = metrics().await;
-    for name in series {
+    for (name, moved) in series {
         assert!(
-            sample(&after, name) >= sample(&before, name) + 1.0,
-            "{name} moved by less than 1:\n{after}"
+            sample(&after, name) >= sample(&before, name) + moved,
+            "{name} moved by less than {moved}:\n{after}"
         );
     }
 }

@@ -5,25 +5,41 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use callhook::config::SignatureMode;
+
 use crate::{
-    api_helpers::{FULL_TOKEN, MASKED_TOKEN, get_json, get_json_as, post_as, spawn_api},
-    helpers::{database_url, status_body},
+    api_helpers::{
+        FULL_TOKEN, MASKED_TOKEN, get_json, get_json_as, post_as, spawn_api, spawn_api_with,
+    },
+    helpers::{callback_id, database_url, status_body},
 };
 
 /// Keeps a request as an older parser would have: refused (`outcome`), with its error.
 async fn keep_refused(pool: &PgPool, body: &str, outcome: &str, minutes_ago: i32) -> Uuid {
+    keep_refused_with_verdict(pool, body, outcome, "not_checked", minutes_ago).await
+}
+
+/// The same, with the signature verdict it was given when it arrived.
+async fn keep_refused_with_verdict(
+    pool: &PgPool,
+    body: &str,
+    outcome: &str,
+    verdict: &str,
+    minutes_ago: i32,
+) -> Uuid {
     let id = Uuid::now_v7();
     sqlx::query(
         "insert into raw_callbacks (id, received_at, endpoint, method, path, headers, body, event_type,
              signature_verdict, outcome, http_status, error)
          values ($1, now() - make_interval(mins => $2), 'status', 'POST', '/voicecall/status', '{}', $3,
-                 'callout', 'not_checked', $4, 400, $5)",
+                 'callout', $6, $4, 400, $5)",
     )
     .bind(id)
     .bind(minutes_ago)
     .bind(body.as_bytes())
     .bind(outcome)
     .bind(json!({"code": "invalid_field", "field": "statusInfo.caller", "message": "an older parser refused +8613800000001"}))
+    .bind(verdict)
     .execute(pool)
     .await
     .unwrap();
@@ -72,7 +88,9 @@ async fn a_callback_refused_by_an_older_parser_is_stored_once_on_reprocessing(po
 }
 
 /// Reprocessing everything handles each refused callback, oldest first, and reports what each
-/// came to; one that is still unreadable stays rejected with today's error.
+/// came to: one still unreadable stays rejected with today's error, one of an eventType still
+/// unknown stays unrecognized. In observe mode (the default) a signature verdict refuses nothing,
+/// so a callback once refused for its signature (under enforce) is reprocessed too.
 #[sqlx::test]
 async fn reprocessing_everything_reports_each_callback(pool: PgPool) {
     let app = spawn_api(pool.clone()).await;
@@ -91,16 +109,17 @@ async fn reprocessing_everything_reports_each_callback(pool: PgPool) {
         10,
     )
     .await;
+    let unrecognized = keep_refused(
+        &pool,
+        &status_body("callin", "still-unknown", json!({})),
+        "unrecognized",
+        5,
+    )
+    .await;
 
     let response = post_as(&app, "/v1/rejected/reprocess", FULL_TOKEN).await;
     let status = response.status();
     let report: Value = response.json().await.unwrap();
-    let unauthorized_alone = post_as(
-        &app,
-        &format!("/v1/rejected/{unauthorized}/reprocess"),
-        FULL_TOKEN,
-    )
-    .await;
 
     assert_eq!(status, 200, "{report}");
     let ids: Vec<&Value> = report["results"]
@@ -109,15 +128,146 @@ async fn reprocessing_everything_reports_each_callback(pool: PgPool) {
         .iter()
         .map(|r| &r["id"])
         .collect();
-    assert_eq!(ids, [&json!(good), &json!(bad)]);
+    assert_eq!(
+        ids,
+        [
+            &json!(good),
+            &json!(bad),
+            &json!(unauthorized),
+            &json!(unrecognized)
+        ]
+    );
     assert_eq!(report["results"][0]["outcome"], "stored");
     assert_eq!(report["results"][1]["outcome"], "rejected");
     assert_eq!(report["results"][1]["error"]["code"], "invalid_json");
+    assert_eq!(report["results"][2]["outcome"], "stored");
+    assert_eq!(report["results"][3]["outcome"], "unrecognized");
+    assert_eq!(report["results"][3]["error"]["code"], "unknown_event_type");
     assert_eq!(
         (report["stored"].as_u64(), report["rejected"].as_u64()),
-        (Some(1), Some(1))
+        (Some(2), Some(1))
     );
-    assert_eq!(unauthorized_alone.status(), 404);
+    let sessions: Vec<String> =
+        sqlx::query_scalar("select session_id from call_events order by session_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(sessions, ["fixed-2", "unsigned"]);
+}
+
+/// In enforce mode only what was validly signed is reprocessed: reprocessing must not store what
+/// the mode in force would have refused. Reprocessing everything leaves the others out;
+/// reprocessing one of them alone is refused 409 `signature_refused`.
+#[sqlx::test]
+async fn in_enforce_mode_only_validly_signed_callbacks_are_reprocessed(pool: PgPool) {
+    let app = spawn_api_with(pool.clone(), |c| c.signature.mode = SignatureMode::Enforce).await;
+    let signed = keep_refused_with_verdict(
+        &pool,
+        &status_body("callout", "signed", json!({})),
+        "rejected",
+        "valid",
+        30,
+    )
+    .await;
+    let bad_digest = keep_refused_with_verdict(
+        &pool,
+        &status_body("callout", "bad-digest", json!({})),
+        "unauthorized",
+        "bad_digest",
+        20,
+    )
+    .await;
+    let unsigned = keep_refused(
+        &pool,
+        &status_body("callout", "unsigned", json!({})),
+        "rejected",
+        10,
+    )
+    .await;
+
+    let report: Value = post_as(&app, "/v1/rejected/reprocess", FULL_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut alone = Vec::new();
+    for id in [bad_digest, unsigned] {
+        let response = post_as(&app, &format!("/v1/rejected/{id}/reprocess"), FULL_TOKEN).await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        alone.push((status, body["error"]["code"].clone()));
+    }
+
+    assert_eq!(
+        report["results"],
+        json!([{"id": signed, "outcome": "stored", "error": null}])
+    );
+    let refused = (409, json!("signature_refused"));
+    assert_eq!(alone, [refused.clone(), refused]);
+    let sessions: Vec<String> = sqlx::query_scalar("select session_id from call_events")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sessions, ["signed"], "nothing unauthenticated is stored");
+}
+
+/// What cannot be read again, or was never refused, is not reprocessed: 409 with the reason.
+#[sqlx::test]
+async fn what_cannot_be_reprocessed_is_refused_409_with_its_reason(pool: PgPool) {
+    let app = spawn_api(pool.clone()).await;
+    let truncated = keep_refused(&pool, r#"{"eventType":"callout","stat"#, "rejected", 30).await;
+    let wrong_method = keep_refused(&pool, "", "rejected", 20).await;
+    sqlx::query("update raw_callbacks set body_truncated = true where id = $1")
+        .bind(truncated)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("update raw_callbacks set method = 'GET' where id = $1")
+        .bind(wrong_method)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let accepted = app
+        .post(
+            "/voicecall/status",
+            status_body("callout", "accepted", json!({})),
+        )
+        .await;
+    let accepted = callback_id(&accepted);
+
+    let mut answers = Vec::new();
+    for id in [truncated, wrong_method, accepted] {
+        let response = post_as(&app, &format!("/v1/rejected/{id}/reprocess"), FULL_TOKEN).await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        answers.push((status, body["error"]["code"].clone()));
+    }
+    let all: Value = post_as(&app, "/v1/rejected/reprocess", FULL_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        answers,
+        [
+            (409, json!("body_truncated")),
+            (409, json!("wrong_method")),
+            (409, json!("not_refused")),
+        ]
+    );
+    assert_eq!(
+        all["results"],
+        json!([]),
+        "reprocessing everything skips them too"
+    );
+    let untouched: i64 =
+        sqlx::query_scalar("select count(*) from raw_callbacks where reprocessed_at is not null")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(untouched, 0);
+    assert_eq!(app.count("call_events").await, 1, "only the accepted event");
 }
 
 /// `GET /v1/rejected` lists refused callbacks newest first, unauthorized ones included, with
@@ -267,7 +417,7 @@ async fn the_reprocess_command_prints_what_became_of_each_callback(pool: PgPool)
     assert_eq!(
         String::from_utf8_lossy(&all.stdout),
         format!(
-            "{id} duplicate\nreprocessed 1: 0 stored, 1 duplicate, 0 partial, 0 still rejected\n"
+            "{id} duplicate\nreprocessed 1: 0 stored, 1 duplicate, 0 partial, 0 still rejected, 0 still unrecognized\n"
         )
     );
     assert!(!unknown.status.success());

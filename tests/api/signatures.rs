@@ -16,8 +16,8 @@ use time::{Duration, OffsetDateTime};
 use tokio::sync::Barrier;
 
 use crate::helpers::{
-    APP_KEY, APP_SECRET, Signature, TestApp, json, last_raw, spawn_app, spawn_app_with,
-    status_body, with_test_app,
+    APP_KEY, APP_SECRET, Signature, TestApp, answered_outcome, callback_id, json, last_raw,
+    spawn_app, spawn_app_with, status_body, with_test_app,
 };
 
 const BASE: &str = "https://hooks.example.com";
@@ -48,7 +48,8 @@ async fn enforcing(pool: PgPool) -> TestApp {
     spawn_app_with(pool, |c| signing(c, SignatureMode::Enforce)).await
 }
 
-/// Posts a status event with the given X-AKSK header value, or none.
+/// Posts a status event with the given X-AKSK header value, or none, and returns once what it
+/// was answered has been projected.
 async fn post_with_aksk(
     app: &TestApp,
     path: &str,
@@ -63,7 +64,9 @@ async fn post_with_aksk(
     if let Some(aksk) = aksk {
         request = request.header("x-aksk", aksk);
     }
-    request.body(body).send().await.expect("request is sent")
+    let response = request.body(body).send().await.expect("request is sent");
+    app.projected().await;
+    response
 }
 
 /// Asserts a 401 with `code`, and that the request was kept as unauthorized with `verdict`.
@@ -95,17 +98,43 @@ async fn assert_unauthorized(
     assert_eq!(raw_verdict, verdict, "case {case}: raw signature_verdict");
 }
 
-/// Asserts a 200 that stored the request with `verdict`.
+/// Asserts a 200 (answered `accepted`) whose receipt was kept with `verdict` and, once projected,
+/// stored its event. Call it once projected.
 async fn assert_accepted(app: &TestApp, case: &str, response: reqwest::Response, verdict: &str) {
+    assert_accepted_as(app, case, response, verdict, "stored").await;
+}
+
+/// Asserts a 200 (answered `accepted`) whose receipt was kept with `verdict` and projected as
+/// `projected`. Call it once projected.
+async fn assert_accepted_as(
+    app: &TestApp,
+    case: &str,
+    response: reqwest::Response,
+    verdict: &str,
+    projected: &str,
+) {
     assert_eq!(response.status().as_u16(), 200, "case {case}: status");
+    assert_eq!(
+        answered_outcome(&response).as_deref(),
+        Some("accepted"),
+        "case {case}: x-callhook-outcome"
+    );
+    let id = callback_id(&response);
     let body = json(response).await;
     assert_eq!(
         body,
         json!({"resultcode": "0", "resultdesc": "Success"}),
         "case {case}: answer"
     );
-    let (outcome, http_status, error, raw_verdict) = last_raw(&app.pool).await;
-    assert_eq!(outcome, "stored", "case {case}: raw outcome");
+    let (outcome, http_status, error, raw_verdict): (String, i16, Option<Value>, String) =
+        sqlx::query_as(
+            "select outcome, http_status, error, signature_verdict from raw_callbacks where id = $1",
+        )
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("the acknowledged receipt is kept");
+    assert_eq!(outcome, projected, "case {case}: raw outcome");
     assert_eq!(http_status, 200, "case {case}: raw http_status");
     assert_eq!(error, None, "case {case}: raw error");
     assert_eq!(raw_verdict, verdict, "case {case}: raw signature_verdict");
@@ -245,11 +274,13 @@ async fn enforce_refuses_every_bad_signature(pool: PgPool) {
             0,
             "case {case}: nothing stored"
         );
-        assert_eq!(
-            app.count("callback_nonces").await,
-            0,
-            "case {case}: no nonce remembered"
-        );
+        let remembered: i64 = sqlx::query_scalar(
+            "select count(*) from raw_callbacks where signature_verdict = 'valid'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!(remembered, 0, "case {case}: no nonce remembered as used");
     }
 }
 
@@ -331,6 +362,7 @@ async fn the_signed_url_is_rebuilt_from_request_headers_without_a_public_base_ur
             .send()
             .await
             .expect("request is sent");
+        app.projected().await;
 
         // Assert
         if status == 200 {
@@ -355,6 +387,7 @@ async fn observe_stores_everything_and_records_the_verdict(pool: PgPool) {
         ..Signature::new(status_url())
     };
     let reused = Signature::new(status_url()).header();
+    let reused_again = reused.clone();
     let cases = [
         ("wrong secret", Some(wrong.header()), "bad_digest"),
         ("no X-AKSK", None, "absent"),
@@ -364,7 +397,11 @@ async fn observe_stores_everything_and_records_the_verdict(pool: PgPool) {
             "malformed",
         ),
         ("valid", Some(reused.clone()), "valid"),
-        ("replayed nonce", Some(reused), "replayed"),
+        (
+            "replayed nonce, other body",
+            Some(reused.clone()),
+            "replayed",
+        ),
     ];
 
     for (i, (case, aksk, verdict)) in cases.into_iter().enumerate() {
@@ -381,6 +418,22 @@ async fn observe_stores_everything_and_records_the_verdict(pool: PgPool) {
             "case {case}: event stored"
         );
     }
+
+    // A replay of one push (same nonce, same body) is accepted too, and is that push again: its
+    // event is a duplicate, not a second event.
+    let valid_again = post_with_aksk(
+        &app,
+        "/voicecall/status",
+        status_body("callout", "s-observe-3", json!({})),
+        Some(&reused_again),
+    )
+    .await;
+    assert_accepted_as(&app, "replayed push", valid_again, "replayed", "duplicate").await;
+    assert_eq!(
+        app.count("call_events").await,
+        5,
+        "replayed push: no new event"
+    );
 }
 
 /// With checking off the headers are not looked at: any of them is accepted as `not_checked`.
@@ -559,6 +612,7 @@ async fn concurrent_replays_are_accepted_exactly_once(pool: PgPool) {
     for request in requests {
         answers.push(request.await.expect("request task"));
     }
+    app.projected().await;
 
     // Assert
     let accepted = answers.iter().filter(|(status, _)| *status == 200).count();
@@ -605,6 +659,7 @@ async fn a_foreign_authorization_credential_is_never_stored(pool: PgPool) {
             .send()
             .await
             .unwrap();
+        app.projected().await;
         assert_eq!(response.status(), 200, "{sent}");
         let headers: Value =
             sqlx::query_scalar("select headers from raw_callbacks order by id desc limit 1")

@@ -9,59 +9,74 @@ use std::{
 
 use bytes::Bytes;
 use callhook::{
-    ingest::{self, Failure, Ingested, Job},
-    platform::{callback::parse_callback, signature::Verdict},
-    store::raw::{Outcome, RawCallback},
+    ingest::projector,
+    platform::signature::Verdict,
+    store::raw::{self, Outcome, Receipt},
 };
 use serde_json::json;
 use sqlx::{Connection, PgPool};
 use time::OffsetDateTime;
 
-use crate::helpers::{spawn_app_with, spawn_binary, status_body, wait_until_healthy};
+use crate::helpers::{
+    spawn_app_with, spawn_binary, status_body, temp_spool_dir, wait_for_projection,
+    wait_until_healthy,
+};
 
-fn job(body: String) -> Job {
-    let body = Bytes::from(body);
-    let callback = parse_callback(&body).result.expect("a valid callback");
-    Job {
-        raw: RawCallback {
-            id: uuid::Uuid::now_v7(),
-            received_at: OffsetDateTime::now_utc(),
-            endpoint: "status",
-            method: "POST".into(),
-            path: "/voicecall/status".into(),
-            peer_addr: None,
-            headers: json!({}),
-            body,
-            body_truncated: false,
-            event_type: None,
-            app_key: None,
-            signature_verdict: Verdict::NotChecked,
-            request_id: None,
-        },
-        callback,
+fn receipt(body: String) -> Receipt {
+    Receipt {
+        id: uuid::Uuid::now_v7(),
+        received_at: OffsetDateTime::now_utc(),
+        endpoint: "status",
+        method: "POST".into(),
+        path: "/voicecall/status".into(),
+        peer_addr: None,
+        headers: json!({}),
+        body: Bytes::from(body),
+        body_truncated: false,
+        event_type: None,
+        app_key: None,
         nonce: None,
-        refuse_replays: false,
+        signature_verdict: Verdict::NotChecked,
+        request_id: None,
+        outcome: Outcome::Received,
+        http_status: 200,
+        error: None,
     }
 }
 
-/// A value Postgres refuses in one request of a group costs only that request.
-#[sqlx::test]
-async fn one_bad_request_never_fails_the_others_in_its_group(pool: PgPool) {
-    let jobs = vec![
-        job(status_body("answer", "good-1", json!({}))),
-        job(status_body("answer", "bad", json!({"caller": "+86\u{0}1"}))),
-        job(status_body("answer", "good-2", json!({}))),
-    ];
+/// Keeps receipts as the receiver does, then projects them as the projector does.
+async fn keep_and_project(pool: &PgPool, receipts: &[Receipt]) -> Vec<(String, Option<String>)> {
     let mut connection = pool.acquire().await.unwrap();
+    let refs: Vec<&Receipt> = receipts.iter().collect();
+    raw::insert(&mut connection, &refs).await.unwrap();
+    let claimed = projector::project_next(pool, 512).await.unwrap();
+    assert_eq!(claimed, receipts.len());
+    sqlx::query_as("select outcome, error->>'code' from raw_callbacks order by id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
 
-    let results = ingest::commit(&mut connection, jobs).await;
+/// A value Postgres refuses in one receipt of a batch costs only that receipt: it is kept as
+/// rejected with the reason, the others are projected.
+#[sqlx::test]
+async fn one_unstorable_receipt_never_fails_the_others_in_its_batch(pool: PgPool) {
+    let receipts = [
+        receipt(status_body("answer", "good-1", json!({}))),
+        receipt(status_body("answer", "bad", json!({"caller": "+86\u{0}1"}))),
+        receipt(status_body("answer", "good-2", json!({}))),
+    ];
 
-    let outcomes: Vec<_> = results.iter().map(|(_, result)| result.clone()).collect();
-    let stored = Ok(Ingested::Committed {
-        outcome: Outcome::Stored,
-        records: None,
-    });
-    assert_eq!(outcomes, [stored.clone(), Err(Failure::Refused), stored]);
+    let outcomes = keep_and_project(&pool, &receipts).await;
+
+    assert_eq!(
+        outcomes,
+        [
+            ("stored".to_owned(), None),
+            ("rejected".to_owned(), Some("unstorable_value".to_owned())),
+            ("stored".to_owned(), None),
+        ]
+    );
     let sessions: Vec<String> =
         sqlx::query_scalar("select session_id from call_events order by session_id")
             .fetch_all(&pool)
@@ -70,35 +85,26 @@ async fn one_bad_request_never_fails_the_others_in_its_group(pool: PgPool) {
     assert_eq!(sessions, ["good-1", "good-2"]);
 }
 
-/// Requests that share a group are stored together, each with its own outcome.
+/// Receipts projected in one batch each get their own outcome; of two carrying one event, the
+/// first stored it.
 #[sqlx::test]
-async fn a_group_stores_each_request_with_its_own_outcome(pool: PgPool) {
+async fn a_batch_projects_each_receipt_with_its_own_outcome(pool: PgPool) {
     let repeated = status_body("answer", "twice", json!({}));
-    let jobs = vec![
-        job(repeated.clone()),
-        job(status_body("callout", "other", json!({}))),
-        job(repeated),
+    let receipts = [
+        receipt(repeated.clone()),
+        receipt(status_body("callout", "other", json!({}))),
+        receipt(repeated),
     ];
-    let mut connection = pool.acquire().await.unwrap();
 
-    let results = ingest::commit(&mut connection, jobs).await;
+    let outcomes = keep_and_project(&pool, &receipts).await;
 
-    let outcomes: Vec<Outcome> = results
-        .iter()
-        .map(|(_, result)| match result {
-            Ok(Ingested::Committed { outcome, .. }) => *outcome,
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let outcomes: Vec<&str> = outcomes.iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(outcomes, ["stored", "stored", "duplicate"]);
     assert_eq!(
-        outcomes,
-        [Outcome::Stored, Outcome::Stored, Outcome::Duplicate]
+        projector::project_next(&pool, 512).await.unwrap(),
+        0,
+        "nothing left to project"
     );
-    let raw: i64 = sqlx::query_scalar("select count(*) from raw_callbacks")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(raw, 3);
 }
 
 /// With the writer stuck and the queue full, a new callback is answered 503 + Retry-After at
@@ -109,15 +115,16 @@ async fn a_full_queue_answers_503_at_once(pool: PgPool) {
         c.ingest.writers = 1;
         c.ingest.queue_capacity = 1;
         c.http.retry_after_secs = 3;
+        // The writer must wait for the lock below, not give up and spool.
+        c.ingest.commit_timeout_ms = 60_000;
     })
     .await;
-    // Hold the call row of "stuck" so the writer waits inside its transaction.
+    // Lock raw_callbacks so the writer waits inside its INSERT.
     let mut blocker = sqlx::PgConnection::connect_with(&pool.connect_options())
         .await
         .unwrap();
     let mut held = blocker.begin().await.unwrap();
-    sqlx::query("insert into calls (session_id, scenario, outcome, has_cdr, events, last_callback_at, updated_at)
-                 values ('stuck', 'unknown', 'in_progress', false, 0, now(), now())")
+    sqlx::query("lock table raw_callbacks in exclusive mode")
         .execute(&mut *held)
         .await
         .unwrap();
@@ -143,6 +150,7 @@ async fn a_full_queue_answers_503_at_once(pool: PgPool) {
     let body: serde_json::Value = refused.json().await.unwrap();
     held.rollback().await.unwrap();
     let (stuck, queued) = (stuck.await.unwrap(), queued.await.unwrap());
+    app.projected().await;
 
     assert_eq!(refused_status, 503);
     assert_eq!(retry_after.unwrap(), "3");
@@ -164,12 +172,19 @@ async fn a_full_queue_answers_503_at_once(pool: PgPool) {
     assert_eq!(raw, 2, "the refused request left nothing behind");
 }
 
-/// The real binary, killed with SIGKILL under load: every callback it answered 200 is in the
-/// database with its raw row, and none it answered 503 was written at all.
+/// The real binary, killed with SIGKILL under load (so receipts are committed and not yet
+/// projected, and projections are mid-transaction): after a restart on the same spool, every
+/// callback it answered 200 is in call_events exactly once, with its calls row, and none it
+/// answered 503 was written at all.
 #[sqlx::test]
 async fn a_kill_under_load_loses_no_acknowledged_callback(pool: PgPool) {
-    let (mut server, base) = spawn_binary(&pool, |command| {
-        command.env("CALLHOOK_INGEST__QUEUE_CAPACITY", "16");
+    let spool = temp_spool_dir();
+    let spool_env = spool.clone();
+    let (mut server, base) = spawn_binary(&pool, move |command| {
+        command
+            .env("CALLHOOK_INGEST__QUEUE_CAPACITY", "16")
+            .env("CALLHOOK_INGEST__MAX_QUEUED_REFUSALS", "4")
+            .env("CALLHOOK_SPOOL__DIR", &spool_env);
     });
     wait_until_healthy(&base).await;
     let client = reqwest::Client::new();
@@ -204,16 +219,27 @@ async fn a_kill_under_load_loses_no_acknowledged_callback(pool: PgPool) {
     server.wait().await.unwrap();
     senders.join_all().await;
 
+    let spool_env = spool.clone();
+    let (_restarted, base) = spawn_binary(&pool, move |command| {
+        command.env("CALLHOOK_SPOOL__DIR", &spool_env);
+    });
+    wait_until_healthy(&base).await;
+    wait_for_projection(&pool, Some(&spool)).await;
+
     let acknowledged = acknowledged.lock().unwrap().clone();
     let overloaded = overloaded.lock().unwrap().clone();
-    let stored: HashSet<String> = sqlx::query_scalar(
+    let stored_list: Vec<String> = sqlx::query_scalar(
         "select e.session_id from call_events e join raw_callbacks r on r.id = e.raw_callback_id",
     )
     .fetch_all(&pool)
     .await
-    .unwrap()
-    .into_iter()
-    .collect();
+    .unwrap();
+    let stored: HashSet<String> = stored_list.iter().cloned().collect();
+    assert_eq!(
+        stored.len(),
+        stored_list.len(),
+        "every event stored exactly once"
+    );
     let calls: HashSet<String> = sqlx::query_scalar("select session_id from calls")
         .fetch_all(&pool)
         .await
@@ -236,6 +262,7 @@ async fn a_kill_under_load_loses_no_acknowledged_callback(pool: PgPool) {
         half_written.is_empty(),
         "answered 503 but written: {half_written:?}"
     );
+    let _ = std::fs::remove_dir_all(spool);
 }
 
 /// SIGTERM (what container runtimes send) stops the real binary cleanly: it exits with
@@ -264,6 +291,9 @@ async fn sigterm_stops_the_binary_cleanly(pool: PgPool) {
 
     assert!(sent.success());
     assert!(exit.success(), "{exit:?}");
+    let (_restarted, base) = spawn_binary(&pool, |_| {});
+    wait_until_healthy(&base).await;
+    wait_for_projection(&pool, None).await;
     let stored: i64 =
         sqlx::query_scalar("select count(*) from call_events where session_id = 'before-sigterm'")
             .fetch_one(&pool)

@@ -4,7 +4,7 @@
 use axum::{
     Json,
     extract::{Path, State},
-    http::Uri,
+    http::{StatusCode, Uri},
 };
 use uuid::Uuid;
 
@@ -19,13 +19,14 @@ use super::{
 use crate::{
     app::AppState,
     http::error::{ApiError, ErrorBody},
-    ingest,
+    ingest::{self, NotReprocessable},
     store::read,
 };
 
-/// Refused callbacks (outcome rejected, partial or unauthorized), newest first, with their
-/// error and what reprocessing them came to. Unauthorized ones are listed but cannot be
-/// reprocessed: their signature cannot be checked again.
+/// Refused callbacks (outcome rejected, partial, unauthorized or unrecognized), newest first,
+/// with their error and what reprocessing them came to. Reprocessing is refused for those whose
+/// stored signature verdict the signature mode in force would refuse, for truncated bodies and
+/// for requests that were not a POST.
 #[utoipa::path(
     get,
     path = "/v1/rejected",
@@ -76,7 +77,8 @@ pub async fn list(
     }))
 }
 
-/// Runs one refused (rejected or partial) callback through today's parser again. What it now
+/// Runs one refused (rejected, partial, unauthorized or unrecognized) callback through today's
+/// parser and the projector again. What it now
 /// yields is stored under the original request and receive time; a second run finds it all
 /// stored (`duplicate`). Needs a token with scope `full`.
 #[utoipa::path(
@@ -90,7 +92,8 @@ pub async fn list(
         (status = 400, description = "The id is not a UUID", body = ErrorBody),
         (status = 401, description = "No token, or not a configured one", body = ErrorBody),
         (status = 403, description = "The token's scope is not full", body = ErrorBody),
-        (status = 404, description = "No refused callback with this id that can be reprocessed", body = ErrorBody),
+        (status = 404, description = "No kept callback with this id", body = ErrorBody),
+        (status = 409, description = "This callback may not be reprocessed; `code` says why: not_refused (it was accepted), body_truncated, wrong_method, or signature_refused (its signature verdict would not pass the signature mode in force)", body = ErrorBody),
         (status = 503, description = "The database is unavailable; retry", body = ErrorBody),
     )
 )]
@@ -102,14 +105,14 @@ pub async fn reprocess_one(
     caller.require_full()?;
     let id =
         Uuid::parse_str(&id).map_err(|_| ApiError::invalid_parameter("id", "id must be a UUID"))?;
-    let done = ingest::reprocess(&state.pool, id)
+    let done = ingest::reprocess(&state.pool, id, state.config.signature.mode)
         .await
         .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "callback_not_found",
-                "no rejected or partial callback with this id (unauthorized and truncated ones cannot be reprocessed)",
-            )
+        .map_err(|refusal| match refusal {
+            NotReprocessable::Unknown => {
+                ApiError::not_found("callback_not_found", refusal.message())
+            }
+            _ => ApiError::new(StatusCode::CONFLICT, refusal.code(), refusal.message()),
         })?;
     tracing::info!(callback_id = %id, outcome = done.outcome.as_str(), api_client = %caller.name, "callback reprocessed");
     Ok(Json(done.into()))
@@ -135,7 +138,7 @@ pub async fn reprocess_all(
     caller: ApiCaller,
 ) -> Result<Json<ReprocessAllView>, ApiError> {
     caller.require_full()?;
-    let done = ingest::reprocess_all(&state.pool)
+    let done = ingest::reprocess_all(&state.pool, state.config.signature.mode)
         .await
         .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?;
     let view = ReprocessAllView::new(done);

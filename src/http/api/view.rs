@@ -367,11 +367,13 @@ impl From<Reprocessed> for ReprocessedView {
 #[schema(as = ReprocessReport)]
 pub struct ReprocessAllView {
     pub results: Vec<ReprocessedView>,
-    /// How many came to stored, duplicate, partial, rejected.
+    /// How many came to stored, duplicate, partial, rejected, unrecognized: they add up to the
+    /// number of results.
     pub stored: usize,
     pub duplicate: usize,
     pub partial: usize,
     pub rejected: usize,
+    pub unrecognized: usize,
 }
 
 impl ReprocessAllView {
@@ -383,6 +385,7 @@ impl ReprocessAllView {
             duplicate: count("duplicate"),
             partial: count("partial"),
             rejected: count("rejected"),
+            unrecognized: count("unrecognized"),
             results,
         }
     }
