@@ -67,15 +67,21 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 callhook \
     && useradd --system --uid 10001 --gid 10001 \
-        --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin callhook
+        --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin callhook \
+    && mkdir -p /var/lib/callhook/spool \
+    && chown 10001:10001 /var/lib/callhook/spool
 
 COPY --from=builder /usr/local/bin/callhook /usr/local/bin/callhook
 
 # Numeric, not the name: runAsNonRoot checks cannot resolve names.
 USER 10001:10001
 
-# Container log collectors expect one JSON object per line.
-ENV CALLHOOK_LOG__FORMAT=json
+# Container log collectors expect one JSON object per line. The spool holds
+# acknowledged callbacks while PostgreSQL is unreachable: it must outlive the
+# container (one volume per replica), or what it holds at replacement is lost.
+ENV CALLHOOK_LOG__FORMAT=json \
+    CALLHOOK_SPOOL__DIR=/var/lib/callhook/spool
+VOLUME ["/var/lib/callhook/spool"]
 
 EXPOSE 8080
 
