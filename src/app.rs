@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::Notify};
 
 use crate::{
-    config::{Config, CreatedTimeZone},
+    config::{Config, ConfigError, CreatedTimeZone},
     http,
     ingest::Committer,
     platform::signature::CallbackVerifier,
@@ -28,6 +28,8 @@ pub struct AppState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -49,6 +51,8 @@ pub struct Application {
 impl Application {
     /// Connects to the configured database (creating and migrating it if configured) and binds.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        // Before touching the database: a configuration that cannot work must not create one.
+        config.validate()?;
         let pool = store::connect(&config.database).await?;
         if config.database.migrate_on_start {
             store::migrate(&pool).await?;
@@ -60,6 +64,7 @@ impl Application {
 
     /// Binds with a pool made elsewhere (tests hand in a fresh database's pool).
     pub async fn with_pool(config: Config, pool: PgPool) -> Result<Self, StartError> {
+        config.validate()?;
         // The code tables in Postgres are copies of the ones in the code; refresh them.
         store::codes::sync(&pool).await?;
         let addr = config.listen;

@@ -62,6 +62,7 @@ pub struct HttpConfig {
     pub body_timeout_ms: u64,
     pub shutdown_timeout_ms: u64,
     pub retry_after_secs: u64,
+    pub trust_forwarded_headers: bool,
 }
 
 /// Group commit of callbacks (see `ingest::committer`).
@@ -243,7 +244,9 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Every rule a configuration must meet; run by `load` and by every start path (so a
+    /// configuration built or changed in code is held to the same rules).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be at least 1");
@@ -284,6 +287,20 @@ impl Config {
         for app in &self.apps {
             if app.key.is_empty() || app.secrets.is_empty() {
                 return invalid("every [[apps]] entry needs a key and at least one secret");
+            }
+        }
+        if self.signature.mode == SignatureMode::Enforce {
+            // Either would have every callback answered 401; the platform never re-pushes
+            // status events, so they would all be lost.
+            if self.apps.is_empty() {
+                return invalid(
+                    "signature.mode = \"enforce\" needs at least one [[apps]] entry with its secrets (e.g. CALLHOOK_APPS) to verify callbacks with",
+                );
+            }
+            if self.public_base_url.is_empty() && !self.http.trust_forwarded_headers {
+                return invalid(
+                    "signature.mode = \"enforce\" needs public_base_url (the URL the platform signs), or http.trust_forwarded_headers = true behind a proxy that sets X-Forwarded-Proto and X-Forwarded-Host",
+                );
             }
         }
         self.api.validate()?;
@@ -438,6 +455,7 @@ mod tests {
     fn environment_overrides_nested_keys_and_supplies_secrets() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("CALLHOOK_SIGNATURE__MODE", "enforce");
+            jail.set_env("CALLHOOK_PUBLIC_BASE_URL", "https://callhook.example.com");
             jail.set_env(
                 "CALLHOOK_APPS",
                 r#"[{key="AppKeyMixedCase", secrets=["s3cret", "old"]}]"#,
@@ -501,6 +519,37 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    #[test]
+    fn enforce_mode_without_app_secrets_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CALLHOOK_SIGNATURE__MODE", "enforce");
+            jail.set_env("CALLHOOK_PUBLIC_BASE_URL", "https://callhook.example.com");
+            let error = Config::load(None).expect_err("no apps").to_string();
+            assert!(error.contains("signature.mode"), "{error}");
+            assert!(error.contains("[[apps]]"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn enforce_mode_needs_a_public_base_url_or_trusted_forwarded_headers() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CALLHOOK_SIGNATURE__MODE", "enforce");
+            jail.set_env("CALLHOOK_APPS", r#"[{key="k", secrets=["s"]}]"#);
+            let error = Config::load(None).expect_err("no public URL").to_string();
+            assert!(error.contains("public_base_url"), "{error}");
+            assert!(error.contains("http.trust_forwarded_headers"), "{error}");
+
+            jail.set_env("CALLHOOK_HTTP__TRUST_FORWARDED_HEADERS", "true");
+            assert!(Config::load(None).is_ok(), "trusted headers name the URL");
+
+            jail.set_env("CALLHOOK_HTTP__TRUST_FORWARDED_HEADERS", "false");
+            jail.set_env("CALLHOOK_PUBLIC_BASE_URL", "https://callhook.example.com");
+            assert!(Config::load(None).is_ok(), "the public base URL names it");
+            Ok(())
+        });
     }
 
     #[test]
