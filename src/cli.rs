@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `healthcheck`, `reprocess`, and the outbound
+//! The command line: `serve` (the default), `migrate`, `config`, `healthcheck`, `reprocess`, and the outbound
 //! commands of `client::commands` (`call`, `notify`, `verify-code`, `stop`, `recording`), and
 //! `simulate` / `demo` of `simulate::commands`.
 
@@ -39,6 +39,9 @@ pub enum Command {
     },
     /// Create the database if missing and apply the migrations, then exit.
     Migrate,
+    /// Print the configuration in effect as TOML, every secret and the database password
+    /// redacted, after the files it was read from, in order (and those looked for but absent).
+    Config,
     /// Exit 0 if the service answers 200 at URL (for container health checks; needs no curl).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
@@ -69,13 +72,26 @@ pub async fn run(cli: Cli) -> ExitCode {
     if let Command::Healthcheck { url } = &command {
         return healthcheck(url).await;
     }
-    let mut config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
+    let loaded = match Config::load_with_sources(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("callhook: {error}");
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Config = &command {
+        return match loaded.render() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("callhook: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let mut config = loaded.config;
     telemetry::init(&config.log);
     let result = match command {
         Command::Client(command) => return client::commands::run(*command, config).await,
@@ -89,7 +105,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Migrate => migrate(config).await,
         Command::Reprocess { id, all } => return reprocess(config, id, all).await,
-        Command::Healthcheck { .. } => unreachable!("handled above"),
+        Command::Healthcheck { .. } | Command::Config => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ mod call_api;
 mod call_log;
 mod cdr_api;
 mod client;
+mod config;
 mod end_to_end;
 mod exports;
 mod fake_platform;

@@ -376,13 +376,21 @@ async fn untrusted_forwarding_headers_do_not_name_the_signed_url(pool: PgPool) {
 
         // Act
         let response = request
-            .body(status_body("callout", &format!("s-untrusted-{i}"), json!({})))
+            .body(status_body(
+                "callout",
+                &format!("s-untrusted-{i}"),
+                json!({}),
+            ))
             .send()
             .await
             .expect("request is sent");
 
         // Assert
-        assert_eq!(response.status().as_u16(), 200, "case {case}: observe stores");
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "case {case}: observe stores"
+        );
         let (_, _, _, raw_verdict) = last_raw(&app.pool).await;
         assert_eq!(raw_verdict, verdict, "case {case}");
     }
