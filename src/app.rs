@@ -53,7 +53,11 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         // Before touching the database: a configuration that cannot work must not create one.
         config.validate()?;
-        let pool = store::connect(&config.database).await?;
+        // The steps of `store` in order; each is safe with other replicas starting at once.
+        if config.database.create_if_missing {
+            store::create_database_if_missing(&config.database).await?;
+        }
+        let pool = store::open(&config.database).await?;
         if config.database.migrate_on_start {
             store::migrate(&pool).await?;
         }

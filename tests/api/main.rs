@@ -25,5 +25,6 @@ mod ops;
 mod reprocess;
 mod resilience;
 mod signatures;
+mod startup;
 mod status_callbacks;
 mod throughput;
