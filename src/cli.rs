@@ -53,7 +53,9 @@ pub enum Command {
     /// platform-like callback traffic.
     Simulate(simulate::commands::SimulateArgs),
     /// Start the receiver and the simulated platform, place a few calls, and show what arrived.
-    Demo,
+    /// Writes into its own database (callhook_demo on the configured server) and signs with its
+    /// own demo app, never with the configured [[apps]].
+    Demo(simulate::commands::DemoArgs),
     /// Run refused callbacks (outcome rejected or partial) through today's parser again, after
     /// a fix, and print what became of each. Idempotent: what was stored is a duplicate the
     /// second time.
@@ -96,7 +98,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match command {
         Command::Client(command) => return client::commands::run(*command, config).await,
         Command::Simulate(args) => return simulate::commands::simulate(args, config).await,
-        Command::Demo => return simulate::commands::demo(config).await,
+        Command::Demo(args) => return simulate::commands::demo(args, config).await,
         Command::Serve { listen } => {
             if let Some(listen) = listen {
                 config.listen = listen;

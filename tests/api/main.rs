@@ -14,6 +14,7 @@ mod call_log;
 mod cdr_api;
 mod client;
 mod config;
+mod demo;
 mod end_to_end;
 mod exports;
 mod fake_platform;
