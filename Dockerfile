@@ -40,6 +40,9 @@ RUN mkdir src \
 
 # Everything the crate reads at compile time: sqlx::migrate!() embeds
 # migrations/ and include_str! embeds config.toml, so both must be here.
+# config.toml is the embedded defaults, which hold no secrets (see its header);
+# it stays in this stage. A deployment's own file is mounted at run time
+# (/etc/callhook/config.toml, or --config), never copied into the image.
 COPY src ./src
 COPY migrations ./migrations
 COPY config.toml ./

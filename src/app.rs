@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::Notify};
 
 use crate::{
-    config::{Config, CreatedTimeZone},
+    config::{Config, ConfigError, CreatedTimeZone},
     http,
     ingest::{
         self, Durability, ReceiptWriter,
@@ -37,6 +37,8 @@ pub struct AppState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot open the spool (spool.dir): {0}")]
@@ -74,10 +76,17 @@ impl Application {
     }
 
     async fn start(config: Config, pool: PgPool, create: bool) -> Result<Self, StartError> {
+        // Before touching the database or the spool: a configuration that cannot work must not
+        // create either.
+        config.validate()?;
         let (spool, recovery) = Spool::open(config.spool.limits())?;
         if recovery.records > 0 {
             tracing::info!(records = recovery.records, dir = %spool.dir().display(), "spool holds receipts from before; draining them");
         }
+        // Exported from the start (at 0), so alerts on them have a series to watch.
+        metrics::counter!(m::SPOOLED_RECEIPTS_TOTAL).increment(0);
+        metrics::counter!(m::SPOOL_DAMAGED_BYTES_TOTAL).increment(0);
+        ingest::receipts::update_spool_gauges(&spool);
         if recovery.damaged_bytes > 0 {
             tracing::error!(bytes = recovery.damaged_bytes, files = ?recovery.damaged_files, "spool had damaged records; moved aside, the intact ones are drained");
             metrics::counter!(m::SPOOL_DAMAGED_BYTES_TOTAL).increment(recovery.damaged_bytes);

@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `healthcheck`, `reprocess`, and the outbound
+//! The command line: `serve` (the default), `migrate`, `config`, `healthcheck`, `reprocess`, and the outbound
 //! commands of `client::commands` (`call`, `notify`, `verify-code`, `stop`, `recording`), and
 //! `simulate` / `demo` of `simulate::commands`.
 
@@ -39,6 +39,9 @@ pub enum Command {
     },
     /// Create the database if missing and apply the migrations, then exit.
     Migrate,
+    /// Print the configuration in effect as TOML, every secret and the database password
+    /// redacted, after the files it was read from, in order (and those looked for but absent).
+    Config,
     /// Exit 0 if the service answers 200 at URL (for container health checks; needs no curl).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
@@ -50,7 +53,9 @@ pub enum Command {
     /// platform-like callback traffic.
     Simulate(simulate::commands::SimulateArgs),
     /// Start the receiver and the simulated platform, place a few calls, and show what arrived.
-    Demo,
+    /// Writes into its own database (callhook_demo on the configured server) and signs with its
+    /// own demo app, never with the configured [[apps]].
+    Demo(simulate::commands::DemoArgs),
     /// Run refused callbacks (outcome rejected, partial, unrecognized, or unauthorized when the
     /// signature mode in force accepts their verdict) through today's parser and the projector
     /// again, after a fix, and print what became of each. Idempotent: what was stored is a
@@ -89,18 +94,31 @@ pub async fn run(cli: Cli) -> ExitCode {
     if let Command::Healthcheck { url } = &command {
         return healthcheck(url).await;
     }
-    let mut config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
+    let loaded = match Config::load_with_sources(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("callhook: {error}");
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Config = &command {
+        return match loaded.render() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("callhook: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let mut config = loaded.config;
     telemetry::init(&config.log);
     let result = match command {
         Command::Client(command) => return client::commands::run(*command, config).await,
         Command::Simulate(args) => return simulate::commands::simulate(args, config).await,
-        Command::Demo => return simulate::commands::demo(config).await,
+        Command::Demo(args) => return simulate::commands::demo(args, config).await,
         Command::Serve { listen } => {
             if let Some(listen) = listen {
                 config.listen = listen;
@@ -110,7 +128,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate => migrate(config).await,
         Command::Reprocess { id, all } => return reprocess(config, id, all).await,
         Command::Reproject { from, to, all: _ } => reproject(config, from, to).await,
-        Command::Healthcheck { .. } => unreachable!("handled above"),
+        Command::Healthcheck { .. } | Command::Config => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,7 +15,8 @@ pub const REJECTIONS_TOTAL: &str = "callhook_rejections_total";
 pub const SIGNATURE_VERDICTS_TOTAL: &str = "callhook_signature_verdicts_total";
 /// CDRs seen in fee lists, by `outcome` (stored, duplicate, rejected).
 pub const CDR_RECORDS_TOTAL: &str = "callhook_cdr_records_total";
-/// Outbound operations, by `operation` and `outcome` (accepted, refused, failed, not_sent).
+/// Outbound operations, by `operation` and `outcome` (accepted, refused, failed, not_sent), as
+/// recorded in `placed_calls` by every process (the CLI's included), read at each scrape.
 pub const PLACED_CALLS_TOTAL: &str = "callhook_placed_calls_total";
 /// Time from receiving a callback to answering it, by `kind`.
 pub const CALLBACK_DURATION_SECONDS: &str = "callhook_callback_duration_seconds";
@@ -45,6 +46,31 @@ pub const TASK_RESTARTS_TOTAL: &str = "callhook_task_restarts_total";
 pub const DB_POOL_CONNECTIONS: &str = "callhook_db_pool_connections";
 /// Configured maximum pool size.
 pub const DB_POOL_MAX_CONNECTIONS: &str = "callhook_db_pool_max_connections";
+
+/// Every metric `/metrics` exposes: the README's table lists exactly these (a test holds the
+/// two together, and checks each one appears).
+pub const ALL: &[&str] = &[
+    CALLBACKS_TOTAL,
+    DUPLICATES_TOTAL,
+    REJECTIONS_TOTAL,
+    SIGNATURE_VERDICTS_TOTAL,
+    CDR_RECORDS_TOTAL,
+    PLACED_CALLS_TOTAL,
+    CALLBACK_DURATION_SECONDS,
+    INGEST_QUEUE_DEPTH,
+    INGEST_GROUP_SIZE,
+    DB_POOL_CONNECTIONS,
+    DB_POOL_MAX_CONNECTIONS,
+    PROJECTED_TOTAL,
+    PROJECTION_LAG_SECONDS,
+    PROJECTION_BACKLOG,
+    SPOOLED_RECEIPTS_TOTAL,
+    SPOOL_RECORDS,
+    SPOOL_BYTES,
+    SPOOL_OLDEST_AGE_SECONDS,
+    SPOOL_DAMAGED_BYTES_TOTAL,
+    TASK_RESTARTS_TOTAL,
+];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -97,7 +123,7 @@ fn describe() {
     describe_counter!(SIGNATURE_VERDICTS_TOTAL, "Callback signature verdicts.");
     describe_counter!(
         PLACED_CALLS_TOTAL,
-        "Outbound platform operations, by operation and outcome."
+        "Outbound platform operations recorded in placed_calls, by operation and outcome."
     );
     describe_counter!(CDR_RECORDS_TOTAL, "CDRs received in fee lists, by outcome.");
     describe_histogram!(

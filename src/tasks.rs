@@ -12,6 +12,8 @@ where
     F: Fn() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    // Exported from the start (at 0), so an alert on restarts has a series to watch.
+    metrics::counter!(m::TASK_RESTARTS_TOTAL, "task" => name.clone()).increment(0);
     tokio::spawn(async move {
         loop {
             // Aborting the supervisor (at shutdown) must end the task it runs too.

@@ -320,8 +320,6 @@ impl PlatformClient {
                 "platform request failed"
             ),
         }
-        metrics::counter!(crate::metrics::PLACED_CALLS_TOTAL, "operation" => O::NAME, "outcome" => outcome.as_str())
-            .increment(1);
         // The platform's answer matters more than our record of it: a failed insert is logged,
         // never returned in place of the answer.
         let recorded = match placed_calls::record(&self.inner.pool, &row).await {

@@ -330,7 +330,7 @@ fn judge_signature(
 /// The URLs the platform may have signed (⚠ UNKNOWN in the spec; `signature.signed_urls`).
 fn signed_urls(state: &AppState, parts: &Parts, endpoint: Endpoint) -> Vec<String> {
     let base = if state.config.public_base_url.is_empty() {
-        base_from_headers(&parts.headers)
+        base_from_headers(&parts.headers, state.config.http.trust_forwarded_headers)
     } else {
         state.config.public_base_url.clone()
     };
@@ -350,15 +350,18 @@ fn signed_urls(state: &AppState, parts: &Parts, endpoint: Endpoint) -> Vec<Strin
     urls
 }
 
-fn base_from_headers(headers: &HeaderMap) -> String {
+/// The X-Forwarded-* headers count only when trusted (`http.trust_forwarded_headers`): anyone
+/// can send them, and without a proxy that sets them they say nothing about the signed URL.
+fn base_from_headers(headers: &HeaderMap, trust_forwarded: bool) -> String {
     let header = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(',').next().unwrap_or(v).trim())
     };
-    let scheme = header("x-forwarded-proto").unwrap_or("http");
-    let host = header("x-forwarded-host")
+    let forwarded = |name: &str| header(name).filter(|_| trust_forwarded);
+    let scheme = forwarded("x-forwarded-proto").unwrap_or("http");
+    let host = forwarded("x-forwarded-host")
         .or_else(|| header("host"))
         .unwrap_or("localhost");
     format!("{scheme}://{host}")

@@ -78,9 +78,31 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .set(size.saturating_sub(idle) as f64);
     metrics::gauge!(m::DB_POOL_MAX_CONNECTIONS)
         .set(f64::from(state.config.database.max_connections));
+    placed_calls(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// Outbound operations are placed by other processes (`callhook call`, a library user), which
+/// no one scrapes; their record in `placed_calls` is what every replica can report. Bounded, so
+/// a slow database leaves the last values in place rather than stalling the scrape.
+async fn placed_calls(state: &AppState) {
+    let counts = tokio::time::timeout(
+        Duration::from_secs(2),
+        store::placed_calls::counts(&state.pool),
+    )
+    .await;
+    match counts {
+        Ok(Ok(counts)) => {
+            for (operation, outcome, count) in counts {
+                metrics::counter!(m::PLACED_CALLS_TOTAL, "operation" => operation, "outcome" => outcome)
+                    .absolute(u64::try_from(count).unwrap_or(0));
+            }
+        }
+        Ok(Err(error)) => tracing::warn!(%error, "could not count placed_calls for /metrics"),
+        Err(_) => tracing::warn!("counting placed_calls for /metrics timed out"),
+    }
 }

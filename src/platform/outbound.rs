@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::signature::{UsernameToken, format_username_token, hmac_sha256_base64};
 
 /// Which authentication headers an app's requests carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthScheme {
     /// `X-AKSK`, HMAC-SHA256 (the documented scheme).

@@ -21,7 +21,7 @@ use super::time::parse_platform_time;
 const BEIJING_OFFSET: time::Duration = time::Duration::hours(8);
 
 /// The two published digest strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DigestVariant {
     /// `url + "\n" + nonce + "\n" + created` (2026 docs).

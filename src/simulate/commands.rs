@@ -111,8 +111,24 @@ pub async fn simulate(args: SimulateArgs, mut config: Config) -> ExitCode {
     }
 }
 
-pub async fn demo(config: Config) -> ExitCode {
-    exit(demo::run(config).await)
+/// `callhook demo`: where it writes.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Write into this database instead of callhook_demo (created and migrated if missing).
+    #[arg(long, conflicts_with = "use_configured_database")]
+    pub database_url: Option<String>,
+    /// Write into the configured database itself (database.url / DATABASE_URL).
+    #[arg(long)]
+    pub use_configured_database: bool,
+}
+
+pub async fn demo(args: DemoArgs, config: Config) -> ExitCode {
+    let database = match (args.database_url, args.use_configured_database) {
+        (Some(url), _) => demo::DemoDatabase::Url(url),
+        (None, true) => demo::DemoDatabase::Configured,
+        (None, false) => demo::DemoDatabase::Own,
+    };
+    exit(demo::run(config, database).await)
 }
 
 fn exit(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) -> ExitCode {

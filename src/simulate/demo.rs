@@ -1,5 +1,9 @@
 //! `callhook demo`: the receiver and the stand-in platform on free local ports, a handful of calls
 //! placed through the client with different outcomes, and what Postgres then holds for each.
+//!
+//! It writes into its own database and signs with its own app unless told otherwise, so that
+//! trying it next to a production configuration cannot put demo calls among real ones, nor
+//! use a real app's secret.
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
@@ -12,28 +16,63 @@ use super::{Simulator, scenario::Outcome};
 use crate::{
     app::Application,
     client::{ClickToCall, PlatformClient, PlayContentInfo, VerificationCode, VoiceNotification},
-    config::{Config, SignatureMode},
+    config::{Config, SignatureMode, redacted_url},
 };
 
-const DEMO_APP: &str = "demo-app";
+/// The demo's own database, on the configured server (same host and credentials).
+pub const DEMO_DATABASE: &str = "callhook_demo";
+/// The demo's own app: the simulator and the receiver share its secret, and nothing else does.
+pub const DEMO_APP: &str = "demo-app";
+const DEMO_SECRET: &str = "demo-secret";
 const DISPLAY: &str = "+867550000001";
 const CUSTOMER: &str = "+8613800000001";
 const DRIVER: &str = "+8613800000002";
 
 type DemoError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Runs the demo against the database of `config`, printing to stdout.
-pub async fn run(mut config: Config) -> Result<(), DemoError> {
-    if config.apps.is_empty() {
-        config.apps =
-            serde_json::from_value(json!([{"key": DEMO_APP, "secrets": ["demo-secret"]}]))?;
+/// Where the demo writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoDatabase {
+    /// [`DEMO_DATABASE`] on the configured server (the default).
+    Own,
+    /// The database at this URL.
+    Url(String),
+    /// The configured database itself.
+    Configured,
+}
+
+impl DemoDatabase {
+    /// The URL of the database the demo writes into, given the configured one.
+    pub fn url(&self, configured: &str) -> Result<String, DemoError> {
+        match self {
+            Self::Own => {
+                let mut url = reqwest::Url::parse(configured)
+                    .map_err(|e| format!("database.url is not a URL ({e})"))?;
+                url.set_path(&format!("/{DEMO_DATABASE}"));
+                Ok(url.to_string())
+            }
+            Self::Url(url) => Ok(url.clone()),
+            Self::Configured => Ok(configured.to_owned()),
+        }
     }
+}
+
+/// Runs the demo against `database`, printing to stdout.
+pub async fn run(mut config: Config, database: DemoDatabase) -> Result<(), DemoError> {
+    config.database.url = database.url(&config.database.url)?;
+    config.database.create_if_missing = true;
+    config.database.migrate_on_start = true;
+    config.apps = serde_json::from_value(json!([{"key": DEMO_APP, "secrets": [DEMO_SECRET]}]))?;
+    config.platform.default_app = String::new();
     let receiver_port = free_port()?;
     config.listen = SocketAddr::from(([127, 0, 0, 1], receiver_port));
     config.public_base_url = format!("http://127.0.0.1:{receiver_port}");
     // The simulator signs every push; the receiver refuses anything unsigned or forged.
     config.signature.mode = SignatureMode::Enforce;
     config.simulator.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // A spool of its own: the demo must never take (or lock) a running service's spool.
+    let spool = std::env::temp_dir().join(format!("callhook-demo-spool-{}", uuid::Uuid::new_v4()));
+    config.spool.dir = spool.clone();
 
     let receiver = Application::build(config.clone()).await?;
     let pool = receiver.pool();
@@ -44,6 +83,7 @@ pub async fn run(mut config: Config) -> Result<(), DemoError> {
         receiver.local_addr()
     );
     println!("platform  http://{}   (simulated)", simulator.local_addr());
+    println!("database  {}", redacted_url(&config.database.url));
 
     let (stop_receiver, receiver_stopped) = oneshot::channel::<()>();
     let (stop_simulator, simulator_stopped) = oneshot::channel::<()>();
@@ -125,6 +165,9 @@ pub async fn run(mut config: Config) -> Result<(), DemoError> {
     let _ = stop_receiver.send(());
     simulator_task.await??;
     receiver_task.await??;
+    if arrived == sessions.len() {
+        let _ = std::fs::remove_dir_all(&spool);
+    }
     if arrived < sessions.len() {
         return Err(format!("only {arrived} of {} CDRs arrived in time", sessions.len()).into());
     }

@@ -1,6 +1,6 @@
 //! Copies the code tables of `platform::codes` and `platform::result_codes` into PostgreSQL, so
 //! people who query the database can join them. The code is the source of truth: the tables are
-//! rewritten on every start, in one transaction.
+//! rewritten on every start, in one transaction, one start at a time.
 
 use sqlx::PgPool;
 
@@ -10,8 +10,20 @@ use crate::platform::{
     result_codes::RESULT_CODES,
 };
 
+/// The advisory lock (`pg_advisory_xact_lock(int, int)`) that serialises [`sync`]s; its first
+/// key is not the calls' (`store::calls`), so the two never wait for each other.
+const SYNC_LOCK: (i32, i32) = (0x0ca1_1c0d, 1);
+
+/// Rewrites the code tables. Safe to call again, and from replicas starting at once: without the
+/// lock, a second transaction's delete would find no rows to wait for once the first deleted
+/// them, and its insert would then fail on the rows the first inserted (23505).
 pub async fn sync(pool: &PgPool) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
+    sqlx::query("select pg_advisory_xact_lock($1, $2)")
+        .bind(SYNC_LOCK.0)
+        .bind(SYNC_LOCK.1)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("delete from state_codes")
         .execute(&mut *tx)
         .await?;

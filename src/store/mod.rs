@@ -75,15 +75,24 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+// The start-up steps, in order: `create_database_if_missing` (when configured), `open`,
+// `migrate` (when configured), `codes::sync`. Each is safe to run again after a failure and from
+// several replicas starting at once, so a caller may retry any of them until the database is up.
+
 /// Opens the pool described by `config`, creating the database first when asked to.
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, StoreError> {
+    if config.create_if_missing {
+        create_database_if_missing(config).await?;
+    }
+    open(config).await
+}
+
+/// Opens the pool described by `config`; the database must exist.
+pub async fn open(config: &DatabaseConfig) -> Result<PgPool, StoreError> {
     let options = PgConnectOptions::from_str(&config.url)
         .map_err(StoreError::Other)?
         .application_name("callhook")
         .log_statements(tracing::log::LevelFilter::Trace);
-    if config.create_if_missing {
-        create_database_if_missing(&config.url).await?;
-    }
     Ok(pool_options(config).connect_with(options).await?)
 }
 
@@ -106,7 +115,7 @@ pub async fn prepare(
     create: bool,
 ) -> Result<(), StoreError> {
     if create && config.create_if_missing {
-        create_database_if_missing(&config.url).await?;
+        create_database_if_missing(config).await?;
     }
     if config.migrate_on_start {
         migrate(pool).await?;
@@ -131,18 +140,28 @@ pub fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
         })
 }
 
-async fn create_database_if_missing(url: &str) -> Result<(), StoreError> {
+/// Creates the database of `config` unless it exists.
+pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<(), StoreError> {
+    let url = config.url.as_str();
     if sqlx::Postgres::database_exists(url).await? {
         return Ok(());
     }
     match sqlx::Postgres::create_database(url).await {
-        // Another replica created it between our check and our attempt.
-        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => Ok(()),
+        // Another replica created it between our check and our attempt: 42P04 when its CREATE
+        // DATABASE had committed, 23505 (on pg_database's unique name index) when both commit
+        // at once.
+        Err(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("42P04" | "23505")) =>
+        {
+            Ok(())
+        }
         other => other.map_err(StoreError::from),
     }
 }
 
-/// Applies the embedded migrations (sqlx serialises concurrent runs with an advisory lock).
+/// Applies the embedded migrations. sqlx takes a session advisory lock on the database before it
+/// even creates its `_sqlx_migrations` table, so concurrent runs wait for each other and the
+/// later ones find nothing left to apply.
 pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     MIGRATOR.run(pool).await?;
     Ok(())

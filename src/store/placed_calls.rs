@@ -117,3 +117,14 @@ pub async fn recent_answers(
     .await?;
     Ok(answers)
 }
+
+/// How many operations `placed_calls` holds, by `(operation, outcome)`.
+pub async fn counts(
+    executor: impl PgExecutor<'_>,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    Ok(sqlx::query_as(
+        "select operation, outcome, count(*) from placed_calls group by operation, outcome",
+    )
+    .fetch_all(executor)
+    .await?)
+}

@@ -14,6 +14,8 @@ use crate::{
 fn enforcing(config: &mut callhook::config::Config) {
     with_test_app(config);
     config.signature.mode = SignatureMode::Enforce;
+    // The signed URL is rebuilt from the request (Host), as behind a trusted proxy.
+    config.http.trust_forwarded_headers = true;
 }
 
 /// Enforce mode: a forged CDR sent with the wrong method, unsigned, or cut short is kept and

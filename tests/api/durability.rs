@@ -565,7 +565,7 @@ async fn identical_legs_are_two_events_and_a_replay_is_one(pool: PgPool) {
     let enforcing = spawn_app_with(pool.clone(), |c| {
         with_test_app(c);
         c.signature.mode = callhook::config::SignatureMode::Enforce;
-        c.public_base_url = String::new();
+        c.http.trust_forwarded_headers = true;
     })
     .await;
     let signed = Signature::new(format!("http://{}/voicecall/status", enforcing.addr));

@@ -100,6 +100,8 @@ async fn calls_placed_on_the_simulator_arrive_in_postgres_exactly_once(pool: PgP
     let receiver = spawn_app_with(pool.clone(), |c| {
         with_test_app(c);
         c.signature.mode = SignatureMode::Enforce;
+        // The receiver's port is known only once bound: the signed URL comes from Host.
+        c.http.trust_forwarded_headers = true;
     })
     .await;
     let mut config = configs(&receiver, APP_SECRET);
@@ -282,6 +284,8 @@ async fn forged_callbacks_are_refused_in_enforce_mode(pool: PgPool) {
     let receiver = spawn_app_with(pool.clone(), |c| {
         with_test_app(c);
         c.signature.mode = SignatureMode::Enforce;
+        // The receiver's port is known only once bound: the signed URL comes from Host.
+        c.http.trust_forwarded_headers = true;
     })
     .await;
     let mut config = configs(&receiver, "a-secret-the-receiver-does-not-hold");
@@ -327,6 +331,8 @@ async fn load_mode_reports_what_the_receiver_stored(pool: PgPool) {
     let receiver = spawn_app_with(pool.clone(), |c| {
         with_test_app(c);
         c.signature.mode = SignatureMode::Enforce;
+        // The receiver's port is known only once bound: the signed URL comes from Host.
+        c.http.trust_forwarded_headers = true;
     })
     .await;
     let url = format!("http://{}/voicecall/events", receiver.addr);
@@ -376,6 +382,8 @@ async fn a_stopped_call_ends_with_8017_and_a_cdr_that_matches_its_events(pool: P
     let receiver = spawn_app_with(pool.clone(), |c| {
         with_test_app(c);
         c.signature.mode = SignatureMode::Enforce;
+        // The receiver's port is known only once bound: the signed URL comes from Host.
+        c.http.trust_forwarded_headers = true;
     })
     .await;
     let mut config = configs(&receiver, APP_SECRET);

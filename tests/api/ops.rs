@@ -1,10 +1,16 @@
 //! Operations endpoints (liveness, readiness, metrics) and request ids.
 
-use callhook::{config::Config, store};
+use callhook::{
+    config::{Config, SignatureMode},
+    store,
+};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{ChaosProxy, TestApp, json, spawn_app, spawn_app_with, status_body};
+use crate::helpers::{
+    APP_KEY, APP_SECRET, ChaosProxy, Signature, TestApp, database_url, fee_body, json, spawn_app,
+    spawn_app_with, status_body, with_test_app,
+};
 
 /// Liveness answers 200 `{"status":"ok"}`.
 #[sqlx::test]
@@ -438,5 +444,151 @@ async fn a_body_that_stops_arriving_is_cut_off_and_kept(pool: PgPool) {
     assert_eq!(
         (body.as_slice(), truncated, status),
         (&b"{\"eventType\":"[..], true, 400)
+    );
+}
+
+/// The metric names of the README's metrics table (its rows start with a backticked name).
+fn readme_metrics() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n### Metrics\n")
+        .nth(1)
+        .expect("README has a Metrics section");
+    section
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether the exposition has a sample of `name` (for a histogram, of its buckets).
+fn has_sample(text: &str, name: &str) -> bool {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .any(|line| {
+            let metric = line.split(['{', ' ']).next().unwrap_or("");
+            metric == name || metric == format!("{name}_bucket")
+        })
+}
+
+/// Every metric the README documents is one `metrics::ALL` names, and each one appears on
+/// /metrics once every path has run: stored, duplicate, partial, rejected and unauthorized
+/// callbacks, fee lists, API requests, an export, and a placed call.
+#[sqlx::test]
+async fn every_documented_metric_appears_on_metrics(pool: PgPool) {
+    // Arrange
+    let mut documented = readme_metrics();
+    documented.sort();
+    let mut all: Vec<String> = callhook::metrics::ALL
+        .iter()
+        .map(|n| (*n).to_owned())
+        .collect();
+    all.sort();
+    assert_eq!(
+        documented, all,
+        "the README's table lists exactly metrics::ALL"
+    );
+
+    const BASE: &str = "https://hooks.example.com";
+    const TOKEN: &str = "metrics-test-token-0123";
+    let app = spawn_app_with(pool.clone(), |c| {
+        with_test_app(c);
+        c.signature.mode = SignatureMode::Enforce;
+        c.public_base_url = BASE.into();
+        c.api.tokens =
+            serde_json::from_value(json!([{"token": TOKEN, "name": "metrics", "scope": "full"}]))
+                .unwrap();
+    })
+    .await;
+    let signed = |path: &str| Signature::new(format!("{BASE}{path}"));
+    let status = status_body("callout", "s-every-metric", json!({}));
+    let mut answers = Vec::new();
+    for (path, body) in [
+        ("/voicecall/status", status.clone()),
+        ("/voicecall/status", status.clone()),
+        ("/voicecall/fee", fee_body("s-every-metric-fee", 2)),
+        ("/voicecall/fee", fee_body("s-every-metric-fee", 2)),
+        ("/voicecall/status", "not json".to_owned()),
+    ] {
+        let response = app.post_signed(path, body, &signed(path)).await;
+        answers.push(response.status().as_u16());
+    }
+    let mut partial: serde_json::Value =
+        serde_json::from_str(&fee_body("s-every-partial", 2)).unwrap();
+    partial["feeLst"][1]["sessionId"] = json!(17);
+    let response = app
+        .post_signed(
+            "/voicecall/fee",
+            partial.to_string(),
+            &signed("/voicecall/fee"),
+        )
+        .await;
+    answers.push(response.status().as_u16());
+    answers.push(
+        app.post("/voicecall/status", status.clone())
+            .await
+            .status()
+            .as_u16(),
+    );
+    assert_eq!(answers, [200, 200, 200, 200, 400, 200, 401]);
+    for path in ["/v1/calls", "/v1/cdrs", "/v1/calls.csv", "/v1/rejected"] {
+        let response = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.bytes().await.unwrap();
+    }
+    // Placed by another process, as `callhook call` does: nothing listens at the platform's
+    // address, so it is recorded as not sent.
+    let call = tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"))
+        .args([
+            "call",
+            "--caller",
+            "+8613800000001",
+            "--callee",
+            "+8613800000002",
+        ])
+        .args(["--display", "+867550000001"])
+        .env("DATABASE_URL", database_url(&pool))
+        .env(
+            "CALLHOOK_APPS",
+            format!(r#"[{{key="{APP_KEY}", secrets=["{APP_SECRET}"]}}]"#),
+        )
+        .env("CALLHOOK_PLATFORM__BASE_URL", "http://127.0.0.1:9")
+        .env("CALLHOOK_PLATFORM__MAX_ATTEMPTS", "1")
+        .env("CALLHOOK_LOG__FILTER", "off")
+        .env_remove("RUST_LOG")
+        .env_remove("CALLHOOK_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    assert!(!call.status.success(), "no platform there: {call:?}");
+
+    // Act
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // Assert
+    for name in callhook::metrics::ALL {
+        assert!(has_sample(&text, name), "{name} appears in:\n{text}");
+    }
+    assert!(
+        text.contains(r#"callhook_placed_calls_total{operation="click2call",outcome="not_sent"}"#),
+        "the placed call is counted from placed_calls in:\n{text}"
     );
 }

@@ -160,7 +160,13 @@ async fn reprocessing_everything_reports_each_callback(pool: PgPool) {
 /// reprocessing one of them alone is refused 409 `signature_refused`.
 #[sqlx::test]
 async fn in_enforce_mode_only_validly_signed_callbacks_are_reprocessed(pool: PgPool) {
-    let app = spawn_api_with(pool.clone(), |c| c.signature.mode = SignatureMode::Enforce).await;
+    let app = spawn_api_with(pool.clone(), |c| {
+        c.signature.mode = SignatureMode::Enforce;
+        c.apps =
+            serde_json::from_value(json!([{"key": "ka4kTestAppKey01", "secrets": ["s"]}])).unwrap();
+        c.http.trust_forwarded_headers = true;
+    })
+    .await;
     let signed = keep_refused_with_verdict(
         &pool,
         &status_body("callout", "signed", json!({})),

@@ -318,7 +318,8 @@ async fn enforce_refuses_a_replayed_nonce(pool: PgPool) {
     assert_eq!(sessions, ["s-replay-1"], "only the first use is stored");
 }
 
-/// With no public_base_url the signed URL is rebuilt from the forwarding headers, else from Host.
+/// With no public_base_url and trusted forwarding headers, the signed URL is rebuilt from those
+/// headers, else from Host.
 #[sqlx::test]
 async fn the_signed_url_is_rebuilt_from_request_headers_without_a_public_base_url(pool: PgPool) {
     // Arrange
@@ -326,6 +327,7 @@ async fn the_signed_url_is_rebuilt_from_request_headers_without_a_public_base_ur
         with_test_app(c);
         c.signature.mode = SignatureMode::Enforce;
         c.public_base_url = String::new();
+        c.http.trust_forwarded_headers = true;
     })
     .await;
     let host_url = app.url("/voicecall/status");
@@ -370,6 +372,59 @@ async fn the_signed_url_is_rebuilt_from_request_headers_without_a_public_base_ur
         } else {
             assert_unauthorized(&app, case, response, "signature_invalid", "bad_digest").await;
         }
+    }
+}
+
+/// Untrusted (the default), X-Forwarded-Proto/Host are ignored: a signature over the URL they
+/// name is wrong, one over the Host URL is right, whatever forwarding headers come with it.
+#[sqlx::test]
+async fn untrusted_forwarding_headers_do_not_name_the_signed_url(pool: PgPool) {
+    // Arrange: observe mode, as enforce without a public URL or trusted headers cannot start.
+    let app = spawn_app_with(pool, |c| {
+        with_test_app(c);
+        c.public_base_url = String::new();
+    })
+    .await;
+    let host_url = app.url("/voicecall/status");
+    let cases = [
+        (
+            "signed over the forwarded URL",
+            "https://hooks.example.net/voicecall/status".to_owned(),
+            "bad_digest",
+        ),
+        ("signed over the Host URL", host_url, "valid"),
+    ];
+
+    for (i, (case, signed_url, verdict)) in cases.into_iter().enumerate() {
+        let mut request = app
+            .client
+            .post(app.url("/voicecall/status"))
+            .header("content-type", "application/json;charset=UTF-8")
+            .header("authorization", AUTHORIZATION)
+            .header("x-aksk", Signature::new(signed_url).header());
+        for (name, value) in FORWARDED {
+            request = request.header(*name, *value);
+        }
+
+        // Act
+        let response = request
+            .body(status_body(
+                "callout",
+                &format!("s-untrusted-{i}"),
+                json!({}),
+            ))
+            .send()
+            .await
+            .expect("request is sent");
+
+        // Assert
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "case {case}: observe stores"
+        );
+        let (_, _, _, raw_verdict) = last_raw(&app.pool).await;
+        assert_eq!(raw_verdict, verdict, "case {case}");
     }
 }
 

@@ -114,6 +114,7 @@ async fn a_full_queue_answers_503_at_once(pool: PgPool) {
     let app = spawn_app_with(pool.clone(), |c| {
         c.ingest.writers = 1;
         c.ingest.queue_capacity = 1;
+        c.ingest.max_queued_refusals = 1;
         c.http.retry_after_secs = 3;
         // The writer must wait for the lock below, not give up and spool.
         c.ingest.commit_timeout_ms = 60_000;
