@@ -9,8 +9,8 @@ use axum::{
 use super::{
     auth::ApiCaller,
     params::{
-        CallsParams, CursorKind, GapsParams, decode_cursor, encode_cursor, finish_page, page_limit,
-        parse_query,
+        CallsParams, CursorKind, GapsParams, check_call_filter, decode_cursor, encode_cursor,
+        finish_page, page_limit, parse_query,
     },
     view::{CallDetailView, CallPage, GapPage, mask_call, scoped},
 };
@@ -31,6 +31,7 @@ use crate::{
         (status = 200, description = "A page of calls", body = CallPage),
         (status = 400, description = "A parameter or the cursor cannot be used", body = ErrorBody),
         (status = 401, description = "No token, or not a configured one", body = ErrorBody),
+        (status = 403, description = "A masked token filtered on `number`, or on `user_data` holding a phone number (`filter_not_allowed`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable; retry", body = ErrorBody),
     )
 )]
@@ -40,10 +41,12 @@ pub async fn list(
     uri: Uri,
 ) -> Result<Json<CallPage>, ApiError> {
     let params: CallsParams = parse_query(&uri)?;
+    let filter = params.filter();
+    check_call_filter(&caller, &filter)?;
     let (calls, next_cursor) = page(
         &state,
         &caller,
-        &params.filter(),
+        &filter,
         CursorKind::Calls,
         params.cursor.as_deref(),
         params.limit,

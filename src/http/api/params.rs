@@ -6,11 +6,25 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::ApiCaller;
 use crate::{
     config::ApiConfig,
     http::error::ApiError,
     store::read::{CallFilter, CdrFilter, RefusedFilter},
+    telemetry::{mask_numbers, mask_phone},
 };
+
+/// The exact filters of the call log on fields a masked token sees masked (`view::mask_call`),
+/// each with that field's masking: refused to such a token (`ApiCaller::may_filter`).
+pub fn check_call_filter(caller: &ApiCaller, filter: &CallFilter) -> Result<(), ApiError> {
+    caller.may_filter("number", filter.number.as_deref(), mask_phone)?;
+    caller.may_filter("user_data", filter.user_data.as_deref(), mask_numbers)
+}
+
+/// As `check_call_filter`, for CDRs (`view::mask_cdr`).
+pub fn check_cdr_filter(caller: &ApiCaller, filter: &CdrFilter) -> Result<(), ApiError> {
+    caller.may_filter("number", filter.number.as_deref(), mask_phone)
+}
 
 /// Reads the query string into `T`; a parameter that is unknown or cannot be read is a 400
 /// naming it (unknown ones too, so a typo does not silently widen a query).
