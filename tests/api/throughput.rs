@@ -10,7 +10,10 @@ use std::{
 use bytes::Bytes;
 use callhook::{
     ingest::{self, Failure, Ingested, Job},
-    platform::{callback::parse_callback, signature::Verdict},
+    platform::{
+        callback::{Callback, parse_callback},
+        signature::Verdict,
+    },
     store::raw::{Outcome, RawCallback},
 };
 use serde_json::json;
@@ -47,9 +50,15 @@ fn job(body: String) -> Job {
 /// A value Postgres refuses in one request of a group costs only that request.
 #[sqlx::test]
 async fn one_bad_request_never_fails_the_others_in_its_group(pool: PgPool) {
+    // The parser refuses a NUL (PostgreSQL cannot store one), so the bad value is put into
+    // the typed event after parsing: the group must survive whatever reaches it.
+    let mut bad = job(status_body("answer", "bad", json!({})));
+    if let Callback::Status(event) = &mut bad.callback {
+        event.info.caller = Some("+86\u{0}1".into());
+    }
     let jobs = vec![
         job(status_body("answer", "good-1", json!({}))),
-        job(status_body("answer", "bad", json!({"caller": "+86\u{0}1"}))),
+        bad,
         job(status_body("answer", "good-2", json!({}))),
     ];
     let mut connection = pool.acquire().await.unwrap();
