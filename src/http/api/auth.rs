@@ -104,7 +104,7 @@ impl FromRequestParts<AppState> for ApiCaller {
 }
 
 /// The token of `Bearer <token>` (the scheme is case-insensitive, RFC 7235).
-fn bearer_token(header: &str) -> Option<&str> {
+pub fn bearer_token(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

@@ -18,7 +18,7 @@ use axum::{
 };
 use tokio::sync::Semaphore;
 
-pub use auth::ApiCaller;
+pub use auth::{ApiCaller, bearer_token};
 
 use crate::app::AppState;
 
