@@ -18,6 +18,7 @@ mod exports;
 mod fake_platform;
 mod fee_callbacks;
 mod fuzz;
+mod fuzz_http;
 mod helpers;
 mod migrations;
 mod mutate;
