@@ -5,19 +5,20 @@
 use std::{net::SocketAddr, time::Instant};
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{ConnectInfo, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, request::Parts},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, request::Parts},
     response::{IntoResponse, Response},
-    routing::post,
 };
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
+    Routes,
     body::{BodyRead, read_limited},
     error::ApiError,
+    openapi::{AnyCallback, CallbackAnswers, XAksk},
 };
 use crate::{
     app::AppState,
@@ -62,22 +63,80 @@ impl Endpoint {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Endpoint::ALL
-        .into_iter()
-        .fold(Router::new(), |router, endpoint| {
-            router.route(
-                endpoint.path(),
-                post(move |State(state): State<AppState>, request: Request| {
-                    receive(state, endpoint, request)
-                })
-                .fallback(
-                    move |State(state): State<AppState>, request: Request| {
-                        wrong_method(state, endpoint, request)
-                    },
-                ),
-            )
-        })
+pub fn routes() -> Routes {
+    let otherwise = |endpoint: Endpoint| {
+        move |State(state): State<AppState>, request: Request| {
+            wrong_method(state, endpoint, request)
+        }
+    };
+    let path = Endpoint::path;
+    Routes::default()
+        .route_or(
+            Method::POST,
+            path(Endpoint::Status),
+            status,
+            otherwise(Endpoint::Status),
+        )
+        .route_or(
+            Method::POST,
+            path(Endpoint::Fee),
+            fee,
+            otherwise(Endpoint::Fee),
+        )
+        .route_or(
+            Method::POST,
+            path(Endpoint::Events),
+            events,
+            otherwise(Endpoint::Events),
+        )
+}
+
+/// Status events: callout, alerting, answer, collectInfo, disconnect.
+///
+/// Every callback endpoint takes every kind and dispatches on `eventType`, so a fee list that
+/// arrives here is stored too. Any other method is answered 405 (and kept).
+#[utoipa::path(
+    post,
+    path = "/voicecall/status",
+    tag = "callbacks",
+    request_body(content = AnyCallback, content_type = "application/json", description = "A status event (StatusCallback), or any callback"),
+    params(XAksk),
+    responses(CallbackAnswers)
+)]
+pub async fn status(State(state): State<AppState>, request: Request) -> Response {
+    receive(state, Endpoint::Status, request).await
+}
+
+/// Fee lists (CDRs).
+///
+/// Every callback endpoint takes every kind and dispatches on `eventType`. The CDRs of a list
+/// that cannot be read are listed in the kept request's error and the rest stored (outcome
+/// partial, 200); only a list none of whose CDRs can be read is refused. Any other method is
+/// answered 405 (and kept).
+#[utoipa::path(
+    post,
+    path = "/voicecall/fee",
+    tag = "callbacks",
+    request_body(content = AnyCallback, content_type = "application/json", description = "A fee list (FeeCallback), or any callback"),
+    params(XAksk),
+    responses(CallbackAnswers)
+)]
+pub async fn fee(State(state): State<AppState>, request: Request) -> Response {
+    receive(state, Endpoint::Fee, request).await
+}
+
+/// Either kind, for when one URL is registered for both. Any other method is answered 405
+/// (and kept).
+#[utoipa::path(
+    post,
+    path = "/voicecall/events",
+    tag = "callbacks",
+    request_body(content = AnyCallback, content_type = "application/json"),
+    params(XAksk),
+    responses(CallbackAnswers)
+)]
+pub async fn events(State(state): State<AppState>, request: Request) -> Response {
+    receive(state, Endpoint::Events, request).await
 }
 
 /// The success answer. Fee pushes are judged by `resultcode` (spec §1.3); status pushes only

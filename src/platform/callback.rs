@@ -60,26 +60,35 @@ impl EventType {
 pub struct CallStatusInfo {
     /// Required; checked after parsing so that its absence gets its own error code.
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_id, required = true)]
     pub session_id: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub timestamp: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub caller: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub called: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub user_data: Option<String>,
     /// String or integer: its type and values are ⚠ UNKNOWN, so it is kept as written.
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub party_type: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
     #[schema(schema_with = lenient_integer)]
     pub state_code: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub state_desc: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub digit_info: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub display_caller_num: Option<String>,
     /// Fields the spec does not list, as received.
     #[serde(skip)]
@@ -96,36 +105,50 @@ pub struct FeeInfo {
     #[schema(schema_with = lenient_integer)]
     pub direction: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub sp_id: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub app_key: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub icid: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub bind_num: Option<String>,
     /// Required; checked after parsing.
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_id, required = true)]
     pub session_id: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub caller_num: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub callee_num: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub fwd_display_num: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub fwd_dst_num: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub fwd_start_time: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub fwd_alerting_time: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub fwd_answer_time: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub call_end_time: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
     #[schema(schema_with = lenient_integer)]
     pub fwd_unasw_rsn: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub fail_time: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
     #[schema(schema_with = lenient_integer)]
@@ -134,30 +157,40 @@ pub struct FeeInfo {
     #[schema(schema_with = lenient_integer)]
     pub sip_status_code: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub call_out_start_time: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub call_out_alerting_time: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub call_out_answer_time: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
     #[schema(schema_with = lenient_integer)]
     pub call_out_unasw_rsn: Option<i32>,
     #[serde(rename = "dynIVRStartTime", default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub dyn_ivr_start_time: Option<String>,
     #[serde(rename = "dynIVRPath", default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub dyn_ivr_path: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
     #[schema(schema_with = lenient_integer)]
     pub record_flag: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub record_start_time: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub record_object_name: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub record_bucket_name: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub record_domain: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub record_file_download_url: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
     #[schema(schema_with = lenient_integer)]
@@ -166,32 +199,65 @@ pub struct FeeInfo {
     #[schema(schema_with = lenient_integer)]
     pub tts_trans_duration: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub service_type: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub host_name: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub user_data: Option<String>,
     /// Fields the spec does not list, as received.
     #[serde(skip)]
     pub extra: Map<String, Value>,
 }
 
-/// The OpenAPI schema of an integer field read by `opt_i32`: a number, a string of digits, or
-/// null ("" = absent).
+/// What `char::is_whitespace` (the readers' `trim`) takes for a blank, as a regex class: JSON
+/// Schema's `\s` is ECMA-262's, which differs (it has U+FEFF, not U+0085).
+const BLANK: &str =
+    r"[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]";
+
+/// The digits of 0 to 2147483647 (`last` = '7') or to 2147483648 (`last` = '8'), leading zeros
+/// allowed, as `str::parse::<i32>` reads them.
+fn i32_digits(last: char) -> String {
+    format!(
+        "0*(?:[0-9]{{1,9}}|1[0-9]{{9}}|20[0-9]{{8}}|21[0-3][0-9]{{7}}|214[0-6][0-9]{{6}}|2147[0-3][0-9]{{5}}\
+         |21474[0-7][0-9]{{4}}|214748[0-2][0-9]{{3}}|2147483[0-5][0-9]{{2}}|21474836[0-3][0-9]|214748364[0-{last}])"
+    )
+}
+
+fn schema(value: serde_json::Value) -> utoipa::openapi::schema::Schema {
+    serde_json::from_value(value).expect("a valid schema")
+}
+
+/// The OpenAPI schema of an integer field read by `opt_i32`: an integer in i32's range, a string
+/// of one (blanks around it allowed, a sign too), a blank string or null (both absent).
+/// `tests/api/fuzz.rs` checks it accepts exactly what `opt_i32` accepts.
 fn lenient_integer() -> utoipa::openapi::schema::Schema {
-    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
-    let one_of = OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::Integer).format(Some(
-            utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int32),
-        )))
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(r"^\s*(-?[0-9]+)?\s*$")),
-        )
-        .item(ObjectBuilder::new().schema_type(Type::Null))
-        .build();
-    Schema::OneOf(one_of)
+    let number = format!("[+]?{}|-{}", i32_digits('7'), i32_digits('8'));
+    schema(serde_json::json!({"oneOf": [
+        {"type": "integer", "format": "int32", "minimum": i32::MIN, "maximum": i32::MAX},
+        {"type": "string", "pattern": format!("^{BLANK}*(?:{number})?{BLANK}*$")},
+        {"type": "null"},
+    ]}))
+}
+
+/// The OpenAPI schema of a string field read by `opt_string`: a string (kept as written; "" is
+/// absent), a number (kept as its digits) or null; never a NUL, which cannot be stored.
+fn lenient_string() -> utoipa::openapi::schema::Schema {
+    schema(serde_json::json!({
+        "type": ["string", "number", "null"],
+        "pattern": r"^[^\u0000]*$",
+    }))
+}
+
+/// A required identifier read by `opt_string`: as `lenient_string`, but neither "" nor null.
+fn lenient_id() -> utoipa::openapi::schema::Schema {
+    schema(serde_json::json!({
+        "type": ["string", "number"],
+        "minLength": 1,
+        "pattern": r"^[^\u0000]*$",
+    }))
 }
 
 /// Why a body (or one record of a fee list) was refused. `field` is a path into the body.

@@ -300,13 +300,18 @@ impl CdrsExportParams {
     }
 }
 
+/// The largest `older_than` of `GET /v1/gaps`: 100 years. PostgreSQL's intervals and
+/// timestamps end not far beyond, and a larger age is a typo, not a question.
+pub const MAX_GAP_AGE_SECS: u64 = 100 * 365 * 24 * 3600;
+
 /// Paging of `GET /v1/gaps`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct GapsParams {
     /// Seconds since the call ended (or, with no end known, was last heard of) after which a
-    /// missing CDR counts as a gap (default api.cdr_gap_after_secs: 6 h 10 min).
+    /// missing CDR counts as a gap (default api.cdr_gap_after_secs: 6 h 10 min), at most 100
+    /// years.
     pub older_than: Option<u64>,
     pub app_key: Option<String>,
     /// `next_cursor` of the previous page.
