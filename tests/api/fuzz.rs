@@ -429,8 +429,62 @@ fn string_reading(value: &Value) -> Option<Option<String>> {
     }
 }
 
+/// The OpenAPI schemas of the callback fields (`http::openapi::document`), compiled.
+struct FieldSchemas {
+    integer: jsonschema::Validator,
+    string: jsonschema::Validator,
+    id: jsonschema::Validator,
+}
+
+static FIELD_SCHEMAS: LazyLock<FieldSchemas> = LazyLock::new(|| {
+    let document =
+        callhook::http::openapi::document(&callhook::config::Config::defaults().api, &[]);
+    let info = &document["components"]["schemas"]["CallStatusInfo"];
+    let compile = |field: &str| {
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&info["properties"][field])
+            .unwrap_or_else(|e| panic!("the schema of {field}: {e}"))
+    };
+    assert!(
+        info["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("sessionId"))
+    );
+    FieldSchemas {
+        integer: compile("stateCode"),
+        string: compile("caller"),
+        id: compile("sessionId"),
+    }
+});
+
 proptest! {
     #![proptest_config(config(3000))]
+
+    /// The document says of each lenient field exactly what its reader takes, so clients and
+    /// schema-driven fuzzers generated from it agree with the server.
+    #[test]
+    fn the_documented_field_schemas_accept_what_the_readers_accept(
+        value in prop_oneof![
+            any_json(),
+            "[ \t\u{85}\u{a0}\u{3000}\u{feff}]{0,2}[+-]{0,2}0{0,3}[0-9]{0,11}[ \t\u{85}\u{feff}]{0,2}"
+                .prop_map(Value::String),
+            any::<i64>().prop_map(Value::from),
+        ]
+    ) {
+        let schemas = &*FIELD_SCHEMAS;
+        let storable = no_nul(&value);
+        prop_assert_eq!(schemas.integer.is_valid(&value), read("n", &value).is_some(), "{}", value);
+        let as_string = read("s", &value).map(|p| p.s);
+        prop_assert_eq!(schemas.string.is_valid(&value), as_string.is_some() && storable, "{}", value);
+        prop_assert_eq!(
+            schemas.id.is_valid(&value),
+            matches!(as_string, Some(Some(_))) && storable,
+            "{}",
+            value
+        );
+    }
 
     #[test]
     fn platform_times_in_every_documented_spelling_are_read((at, text) in platform_time()) {
