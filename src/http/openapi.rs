@@ -113,13 +113,32 @@ pub fn document(api: &ApiConfig, untimed: &[(Method, &'static str)]) -> Value {
                 responses
                     .as_object_mut()
                     .map(|r| r.entry("500").or_insert(internal));
-                for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+                // `get_mut`: indexing a missing key would insert a null `parameters`.
+                let parameters = operation
+                    .get_mut("parameters")
+                    .and_then(Value::as_array_mut);
+                for parameter in parameters.into_iter().flatten() {
                     constrain_parameter(parameter, api);
                 }
             }
         }
     }
-    document["components"]["schemas"]["FeeCallback"]["properties"]["feeLst"] = json!({
+    let schemas = &mut document["components"]["schemas"];
+    // Unknown fields are kept (`extra`, jsonb), so they too may hold no NUL, at any depth.
+    schemas["StorableJson"] = json!({
+        "description": "Any JSON holding no NUL character in a string or key (PostgreSQL cannot store one)",
+        "type": ["null", "boolean", "number", "string", "array", "object"],
+        "pattern": NO_NUL,
+        "items": {"$ref": "#/components/schemas/StorableJson"},
+        "propertyNames": {"pattern": NO_NUL},
+        "additionalProperties": {"$ref": "#/components/schemas/StorableJson"},
+    });
+    for kept in ["CallStatusInfo", "FeeInfo"] {
+        schemas[kept]["propertyNames"] = json!({"pattern": NO_NUL});
+        schemas[kept]["additionalProperties"] =
+            json!({"$ref": "#/components/schemas/StorableJson"});
+    }
+    schemas["FeeCallback"]["properties"]["feeLst"] = json!({
         "description": "1 to 50 CDRs. A list is taken when at least one of its CDRs can be read \
                         (FeeInfo); the others are kept in the request's error (outcome partial).",
         "type": "array",
@@ -143,6 +162,11 @@ fn constrain_parameter(parameter: &mut Value, api: &ApiConfig) {
         ("query", "older_than") => {
             schema["maximum"] = json!(MAX_GAP_AGE_SECS);
             schema["default"] = json!(api.cdr_gap_after_secs);
+        }
+        ("query", "cursor") => {
+            // Base64url (padding tolerated); only a next_cursor of the same list is accepted.
+            schema["pattern"] = json!("^[A-Za-z0-9_-]+=*$");
+            schema["minLength"] = json!(1);
         }
         ("query" | "path", _) if is_plain_string(schema) => {
             schema["pattern"] = json!(NO_NUL);
