@@ -324,7 +324,18 @@ async fn real_answers_match_the_openapi_document(pool: PgPool) {
     let too_old = doc.check("get", "/v1/gaps", too_old).await;
     assert_eq!(too_old["error"]["field"], "older_than");
 
-    for (method, path) in callhook::http::routes() {
+    let routes = callhook::http::routes();
+    for (path, item) in doc.0["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            assert!(
+                routes
+                    .iter()
+                    .any(|(m, p)| p == path && m.as_str().eq_ignore_ascii_case(method)),
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+    for (method, path) in routes {
         let method = method.as_str().to_ascii_lowercase();
         let operation = &doc.0["paths"][path][&method];
         assert!(operation.is_object(), "{method} {path} is not documented");
