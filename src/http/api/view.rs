@@ -5,7 +5,7 @@
 //! - the number columns: calls caller, callee, display_number; call_events caller, called,
 //!   display_caller_num; cdrs bind_num, caller_num, callee_num, fwd_display_num, fwd_dst_num;
 //! - free text that may quote a number (userData, digits keyed in, stateDesc, errors, the request
-//!   path, the eventType and app key as written): every run of five or more digits
+//!   path, the eventType as written): every run of five or more digits
 //!   (`telemetry::mask_numbers`);
 //! - every JSON value (raw bodies, headers, placed-call requests and answers, errors, `extra`):
 //!   `telemetry::mask_json`, the one masking of JSON: any field at any depth, known or not.
@@ -168,11 +168,11 @@ impl RawCallbackView {
         };
         if !full {
             // Anything here may come from the request: the path's query string, the headers,
-            // the eventType and app key as written, errors quoting a value of the body.
+            // the eventType as written, errors quoting a value of the body. (The app key is
+            // the app's name, shown as is here as in calls and CDRs, and filtered on.)
             view.path = mask_numbers(&view.path);
             mask_json(&mut view.headers);
             mask_text(&mut view.event_type);
-            mask_text(&mut view.app_key);
             mask_json_field(&mut view.error);
             mask_json_field(&mut view.reprocess_error);
         }
