@@ -6,19 +6,20 @@
 use std::{net::SocketAddr, time::Instant};
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{ConnectInfo, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, request::Parts},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, request::Parts},
     response::{IntoResponse, Response},
-    routing::post,
 };
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
+    Routes,
     body::{BodyRead, read_limited},
     error::ApiError,
+    openapi::{AnyCallback, CallbackAnswers, XAksk},
 };
 use crate::{
     app::AppState,
@@ -62,22 +63,80 @@ impl Endpoint {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Endpoint::ALL
-        .into_iter()
-        .fold(Router::new(), |router, endpoint| {
-            router.route(
-                endpoint.path(),
-                post(move |State(state): State<AppState>, request: Request| {
-                    receive(state, endpoint, request)
-                })
-                .fallback(
-                    move |State(state): State<AppState>, request: Request| {
-                        wrong_method(state, endpoint, request)
-                    },
-                ),
-            )
-        })
+pub fn routes() -> Routes {
+    let otherwise = |endpoint: Endpoint| {
+        move |State(state): State<AppState>, request: Request| {
+            wrong_method(state, endpoint, request)
+        }
+    };
+    let path = Endpoint::path;
+    Routes::default()
+        .route_or(
+            Method::POST,
+            path(Endpoint::Status),
+            status,
+            otherwise(Endpoint::Status),
+        )
+        .route_or(
+            Method::POST,
+            path(Endpoint::Fee),
+            fee,
+            otherwise(Endpoint::Fee),
+        )
+        .route_or(
+            Method::POST,
+            path(Endpoint::Events),
+            events,
+            otherwise(Endpoint::Events),
+        )
+}
+
+/// Status events: callout, alerting, answer, collectInfo, disconnect.
+///
+/// Every callback endpoint takes every kind and dispatches on `eventType`, so a fee list that
+/// arrives here is stored too. Any other method is answered 405 (and kept).
+#[utoipa::path(
+    post,
+    path = "/voicecall/status",
+    tag = "callbacks",
+    request_body(content = AnyCallback, content_type = "application/json", description = "A status event (StatusCallback), or any callback"),
+    params(XAksk),
+    responses(CallbackAnswers)
+)]
+pub async fn status(State(state): State<AppState>, request: Request) -> Response {
+    receive(state, Endpoint::Status, request).await
+}
+
+/// Fee lists (CDRs).
+///
+/// Every callback endpoint takes every kind and dispatches on `eventType`. The CDRs of a list
+/// that cannot be read are listed in the kept request's error and the rest stored (outcome
+/// partial, 200); only a list none of whose CDRs can be read is refused. Any other method is
+/// answered 405 (and kept).
+#[utoipa::path(
+    post,
+    path = "/voicecall/fee",
+    tag = "callbacks",
+    request_body(content = AnyCallback, content_type = "application/json", description = "A fee list (FeeCallback), or any callback"),
+    params(XAksk),
+    responses(CallbackAnswers)
+)]
+pub async fn fee(State(state): State<AppState>, request: Request) -> Response {
+    receive(state, Endpoint::Fee, request).await
+}
+
+/// Either kind, for when one URL is registered for both. Any other method is answered 405
+/// (and kept).
+#[utoipa::path(
+    post,
+    path = "/voicecall/events",
+    tag = "callbacks",
+    request_body(content = AnyCallback, content_type = "application/json"),
+    params(XAksk),
+    responses(CallbackAnswers)
+)]
+pub async fn events(State(state): State<AppState>, request: Request) -> Response {
+    receive(state, Endpoint::Events, request).await
 }
 
 /// The success answer: the receipt is kept. Fee pushes are judged by `resultcode` (spec §1.3);
@@ -160,16 +219,6 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
         return finish(answer, kind, started);
     }
     let label = match &parsed.result {
-        Ok(_) if holds_nul(&receipt.body) => {
-            let answer = refuse(
-                &state,
-                receipt,
-                Outcome::Rejected,
-                ApiError::unstorable_value(),
-            )
-            .await;
-            return finish(answer, kind, started);
-        }
         Ok(Callback::Status(_)) => ACCEPTED,
         Ok(Callback::Fee(batch)) => {
             if receipt.app_key.is_none() {
@@ -230,23 +279,6 @@ fn not_kept_label(not_kept: NotKept) -> &'static str {
         NotKept::Overloaded | NotKept::SpoolFull => "unavailable",
         NotKept::Failed => "error",
     }
-}
-
-/// Whether a JSON body holds an escaped NUL (`\u0000`) in a string: PostgreSQL text and jsonb
-/// cannot store it, so such a callback is refused before it is acknowledged, not after.
-fn holds_nul(body: &[u8]) -> bool {
-    let mut i = 0;
-    while i < body.len() {
-        if body[i] == b'\\' {
-            if body.get(i + 1) == Some(&b'u') && body.get(i + 2..i + 6) == Some(&b"0000"[..]) {
-                return true;
-            }
-            i += 2;
-        } else {
-            i += 1;
-        }
-    }
-    false
 }
 
 async fn wrong_method(state: AppState, endpoint: Endpoint, request: Request) -> Response {

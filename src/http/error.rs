@@ -184,15 +184,6 @@ impl ApiError {
         }
     }
 
-    /// A value PostgreSQL cannot hold (a NUL character in a string), found before keeping.
-    pub fn unstorable_value() -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "unstorable_value",
-            "the callback holds a value PostgreSQL cannot store (a NUL character, \\u0000, in a string)",
-        )
-    }
-
     pub fn overloaded(retry_after_secs: u64) -> Self {
         Self {
             retry_after: Some(retry_after_secs),

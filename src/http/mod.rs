@@ -11,7 +11,10 @@ pub mod serve;
 use axum::{
     Router,
     extract::MatchedPath,
-    http::{HeaderName, Request, StatusCode},
+    handler::Handler,
+    http::{HeaderName, Method, Request, StatusCode},
+    response::IntoResponse,
+    routing::{MethodFilter, MethodRouter, on},
 };
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -20,34 +23,117 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::app::AppState;
+use crate::{app::AppState, config::Config};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The whole application: callback endpoints, operations endpoints, the read API and its
-/// OpenAPI document, with the middleware (outermost first): request id → trace span → panic to
-/// 500 → timeouts. The whole-request timeout (`http.request_timeout_ms`) is layered onto the
-/// routes that exist when it is added, so the long routes merged after it (CSV exports,
-/// reprocess-all) are not cut by it; `api::long_router` says what bounds them instead.
+/// A router and the list of what it routes, made by the same calls, so the list cannot miss a
+/// route: the OpenAPI test checks the document against it (`routes`).
+#[derive(Default)]
+pub struct Routes {
+    router: Router<AppState>,
+    list: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    /// `method` on `path` goes to `handler`.
+    pub fn route<H, T>(self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let route = on(Self::filter(&method), handler);
+        self.add(method, path, route)
+    }
+
+    /// As `route`, with every other method on `path` going to `otherwise`.
+    pub fn route_or<H, T, F, U>(
+        self,
+        method: Method,
+        path: &'static str,
+        handler: H,
+        otherwise: F,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+        F: Handler<U, AppState>,
+        U: 'static,
+    {
+        let route = on(Self::filter(&method), handler).fallback(otherwise);
+        self.add(method, path, route)
+    }
+
+    /// Changes the routes added so far (layers apply to those only).
+    pub fn map(mut self, f: impl FnOnce(Router<AppState>) -> Router<AppState>) -> Self {
+        self.router = f(self.router);
+        self
+    }
+
+    pub fn merge(mut self, other: Self) -> Self {
+        self.router = self.router.merge(other.router);
+        self.list.extend(other.list);
+        self
+    }
+
+    fn add(mut self, method: Method, path: &'static str, route: MethodRouter<AppState>) -> Self {
+        self.router = self.router.route(path, route);
+        self.list.push((method, path));
+        self
+    }
+
+    fn filter(method: &Method) -> MethodFilter {
+        MethodFilter::try_from(method.clone()).expect("a method axum routes by")
+    }
+}
+
+/// Every route: callback endpoints, operations endpoints, the read API and its OpenAPI
+/// document. The whole-request timeout (`http.request_timeout_ms`) is layered onto the routes
+/// that exist when it is added, so the long routes merged after it (CSV exports, reprocess-all)
+/// are not cut by it; `api::long_routes` says what bounds them instead.
+fn all_routes(config: &Config) -> Routes {
+    let http = &config.http;
+    let long = api::long_routes(config.api.max_concurrent_exports);
+    Routes::default()
+        .merge(callbacks::routes())
+        .merge(ops::routes())
+        .merge(api::routes())
+        .merge(openapi::routes(&config.api, &long.list))
+        .map(|timed| {
+            timed.layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                http.request_timeout(),
+            ))
+        })
+        .merge(long)
+}
+
+/// Every (method, path) the application routes, paths as axum writes them (`/v1/calls/{id}`).
+pub fn routes() -> Vec<(Method, &'static str)> {
+    all_routes(&Config::defaults()).list
+}
+
+/// The whole application: every route (`all_routes`) with the middleware (outermost first):
+/// request id → trace span → panic to 500 → body timeout.
 pub fn router(state: AppState) -> Router {
     let http = &state.config.http;
-    let timed = Router::new()
-        .merge(callbacks::router())
-        .merge(ops::router())
-        .merge(api::router())
-        .merge(openapi::router())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            http.request_timeout(),
-        ));
-    Router::new()
-        .merge(timed)
-        .merge(api::long_router(state.config.api.max_concurrent_exports))
+    all_routes(&state.config)
+        .router
         .fallback(|| async {
             error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
         .layer(RequestBodyTimeoutLayer::new(http.body_timeout()))
-        .layer(CatchPanicLayer::new())
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                // The same JSON error as every other answer; what panicked is in the log.
+                error::ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the request failed; nothing was stored",
+                )
+                .into_response()
+            },
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

@@ -1,20 +1,28 @@
-//! `GET /openapi.json`: the OpenAPI 3.1 document of every endpoint, generated from the handlers'
+//! `GET /openapi.json`: the OpenAPI 3.1 document of every route, generated from the handlers'
 //! annotations and the types they answer with (`utoipa`), so it cannot drift from the code. It
-//! needs no token. A test checks real answers against it (`tests/api/openapi.rs`).
+//! needs no token. Tests check that it names every route the router serves and that real
+//! answers match it (`tests/api/openapi.rs`), and that its lenient field schemas accept exactly
+//! what the readers accept (`tests/api/fuzz.rs`).
+//!
+//! What the derives cannot state is added by `document`, each from where the server takes it:
+//! page sizes from the configuration, the answers every route may give (408, 500), what query
+//! and path strings cannot hold, and the fee list's rule that one readable CDR is enough.
 
-use std::sync::LazyLock;
+use std::sync::Arc;
 
-use axum::{Json, Router, routing::get};
+use axum::{Extension, Json, http::Method};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use utoipa::{
-    Modify, OpenApi, ToSchema,
+    IntoParams, IntoResponses, Modify, OpenApi, ToSchema,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{api, error::ErrorBody};
+use super::{Routes, api, callbacks, error::ErrorBody, ops};
 use crate::{
-    app::AppState,
-    platform::callback::{CallStatusInfo, FeeInfo},
+    config::ApiConfig,
+    http::api::params::MAX_GAP_AGE_SECS,
+    platform::callback::{CallStatusInfo, FeeInfo, MAX_FEE_RECORDS},
 };
 
 #[derive(OpenApi)]
@@ -27,9 +35,9 @@ use crate::{
                        unless the token's scope is full."
     ),
     paths(
-        status_callback,
-        fee_callback,
-        events_callback,
+        callbacks::status,
+        callbacks::fee,
+        callbacks::events,
         api::calls::list,
         api::calls::detail,
         api::calls::gaps,
@@ -39,13 +47,20 @@ use crate::{
         api::rejected::reprocess_all,
         api::export::calls_csv,
         api::export::cdrs_csv,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        openapi_json,
     ),
+    // Referred to only by a header, so not found through the paths.
+    components(schemas(CallbackOutcome, KeptIn)),
     modifiers(&BearerScheme),
     tags(
         (name = "callbacks", description = "What the platform pushes (register these URLs)"),
         (name = "call log", description = "One row per call, from everything stored about it"),
         (name = "CDRs", description = "Call detail records as the platform sent them"),
         (name = "refused callbacks", description = "Kept requests that were refused, and reprocessing them"),
+        (name = "operations", description = "Liveness, readiness, metrics and this document"),
     )
 )]
 pub struct ApiDoc;
@@ -67,10 +82,132 @@ impl Modify for BearerScheme {
     }
 }
 
-static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
+/// Query and path strings are bound into SQL, and PostgreSQL text cannot hold a NUL: such a
+/// value is a 400. (JSON Schema patterns are ECMA-262; `\u0000` is the NUL character.)
+const NO_NUL: &str = r"^[^\u0000]*$";
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(|| async { Json(&*DOCUMENT) }))
+/// The document served: the derived one with what the derives cannot state (module docs).
+/// `untimed` are the routes `http.request_timeout_ms` does not bound (they never answer 408).
+pub fn document(api: &ApiConfig, untimed: &[(Method, &'static str)]) -> Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    let error = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(operations) = item.as_object_mut() else {
+                continue;
+            };
+            for (method, operation) in operations.iter_mut() {
+                let timed = !untimed
+                    .iter()
+                    .any(|(m, p)| p == path && m.as_str().eq_ignore_ascii_case(method));
+                let responses = &mut operation["responses"];
+                if timed {
+                    responses["408"] = json!({
+                        "description": "The request took longer than http.request_timeout_ms; no body. \
+                                        A callback may or may not have been stored (look for its request id)."
+                    });
+                }
+                let mut internal = error.clone();
+                internal["description"] =
+                    json!("A bug or a storage failure (`internal_error`); nothing was stored");
+                responses
+                    .as_object_mut()
+                    .map(|r| r.entry("500").or_insert(internal));
+                // `get_mut`: indexing a missing key would insert a null `parameters`.
+                let parameters = operation
+                    .get_mut("parameters")
+                    .and_then(Value::as_array_mut);
+                for parameter in parameters.into_iter().flatten() {
+                    constrain_parameter(parameter, api);
+                }
+            }
+        }
+    }
+    let schemas = &mut document["components"]["schemas"];
+    // Unknown fields are kept (`extra`, jsonb), so they too may hold no NUL, at any depth.
+    schemas["StorableJson"] = json!({
+        "description": "Any JSON holding no NUL character in a string or key (PostgreSQL cannot store one)",
+        "type": ["null", "boolean", "number", "string", "array", "object"],
+        "pattern": NO_NUL,
+        "items": {"$ref": "#/components/schemas/StorableJson"},
+        "propertyNames": {"pattern": NO_NUL},
+        "additionalProperties": {"$ref": "#/components/schemas/StorableJson"},
+    });
+    for kept in ["CallStatusInfo", "FeeInfo"] {
+        schemas[kept]["propertyNames"] = json!({"pattern": NO_NUL});
+        schemas[kept]["additionalProperties"] =
+            json!({"$ref": "#/components/schemas/StorableJson"});
+    }
+    schemas["FeeCallback"]["properties"]["feeLst"] = json!({
+        "description": "1 to 50 CDRs. A list is taken when at least one of its CDRs can be read \
+                        (FeeInfo); the others are kept in the request's error (outcome partial).",
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_FEE_RECORDS,
+        "contains": {"$ref": "#/components/schemas/FeeInfo"},
+    });
+    document
+}
+
+fn constrain_parameter(parameter: &mut Value, api: &ApiConfig) {
+    let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+    let place = parameter["in"].as_str().unwrap_or_default().to_owned();
+    let schema = &mut parameter["schema"];
+    match (place.as_str(), name.as_str()) {
+        ("query", "limit") => {
+            schema["minimum"] = json!(1);
+            schema["maximum"] = json!(api.max_limit);
+            schema["default"] = json!(api.default_limit);
+        }
+        ("query", "older_than") => {
+            schema["maximum"] = json!(MAX_GAP_AGE_SECS);
+            schema["default"] = json!(api.cdr_gap_after_secs);
+        }
+        ("query", "cursor") => {
+            // Base64url (padding tolerated); only a next_cursor of the same list is accepted.
+            schema["pattern"] = json!("^[A-Za-z0-9_-]+=*$");
+            schema["minLength"] = json!(1);
+        }
+        ("query" | "path", _) if is_plain_string(schema) => {
+            schema["pattern"] = json!(NO_NUL);
+            if place == "path" {
+                schema["minLength"] = json!(1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A string schema without a format (those have their own syntax), possibly nullable.
+fn is_plain_string(schema: &Value) -> bool {
+    let string = match &schema["type"] {
+        Value::String(t) => t == "string",
+        Value::Array(types) => types.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    string && schema.get("format").is_none() && schema.get("enum").is_none()
+}
+
+/// The document, made once when the routes are.
+#[derive(Clone)]
+pub struct Document(Arc<Value>);
+
+pub fn routes(api: &ApiConfig, untimed: &[(Method, &'static str)]) -> Routes {
+    let document = Document(Arc::new(document(api, untimed)));
+    Routes::default()
+        .route(Method::GET, "/openapi.json", openapi_json)
+        .map(|router| router.layer(Extension(document)))
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
+)]
+pub async fn openapi_json(Extension(Document(document)): Extension<Document>) -> Json<Value> {
+    Json(Value::clone(&document))
 }
 
 /// A status event push (spec §1.5).
@@ -96,7 +233,7 @@ pub enum StatusEventType {
 #[serde(rename_all = "camelCase")]
 pub struct FeeCallback {
     pub event_type: FeeEventType,
-    #[schema(min_items = 1, max_items = 50)]
+    /// Stated in full by `document` (a JSON Schema `contains`).
     pub fee_lst: Vec<FeeInfo>,
 }
 
@@ -114,7 +251,7 @@ pub enum AnyCallback {
     Fee(FeeCallback),
 }
 
-/// The answer to a callback that was stored (or was a duplicate of something stored).
+/// The answer to a callback that was taken.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallbackAck {
     /// "0": success, which is what stops the platform re-pushing.
@@ -122,70 +259,72 @@ pub struct CallbackAck {
     pub resultdesc: String,
 }
 
-// The callback handlers are closures over their endpoint (`callbacks::router`); these stand in
-// for them in the document.
+/// What became of a callback answered 200 (header `x-callhook-outcome`). Whether it was new or
+/// a duplicate is known once projected (`raw_callbacks.outcome`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackOutcome {
+    /// The receipt is durable; its rows are derived shortly after.
+    Accepted,
+    /// A fee list of which some CDRs could not be read; the others will be stored.
+    Partial,
+    /// An eventType this version does not know: kept, to be reprocessed once it is known.
+    Unrecognized,
+}
 
-/// Status events: callout, alerting, answer, collectInfo, disconnect. Any kind is accepted here
-/// (dispatch is on `eventType`).
-#[utoipa::path(
-    post,
-    path = "/voicecall/status",
-    tag = "callbacks",
-    request_body(content = StatusCallback, content_type = "application/json"),
-    params(
-        ("X-AKSK" = Option<String>, Header, description = "UsernameToken Username=…, PasswordDigest=…, Nonce=…, Created=… (signature.mode)"),
-    ),
-    responses(
-        (status = 200, description = "Stored, or a duplicate of something stored; header x-callhook-outcome says which (stored, duplicate, partial)", body = CallbackAck),
-        (status = 400, description = "Not a callback that can be read; `field` names the culprit", body = ErrorBody),
-        (status = 401, description = "Signature refused (signature.mode = enforce)", body = ErrorBody),
-        (status = 405, description = "Not POST", body = ErrorBody),
-        (status = 413, description = "Body over http.body_limit_bytes", body = ErrorBody),
-        (status = 503, description = "The database cannot commit; nothing was stored; retry after Retry-After", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn status_callback() {}
+/// Where the receipt of a callback answered 200 was kept (header `x-callhook-kept-in`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeptIn {
+    /// Committed in PostgreSQL.
+    Database,
+    /// Appended to this replica's local spool (the database could not take it); drained into
+    /// PostgreSQL when it is back.
+    Spool,
+}
 
-/// Fee lists (CDRs). Any kind is accepted here (dispatch is on `eventType`). CDRs that cannot
-/// be read are listed in the kept request's error and the rest stored (outcome partial, 200).
-#[utoipa::path(
-    post,
-    path = "/voicecall/fee",
-    tag = "callbacks",
-    request_body(content = FeeCallback, content_type = "application/json"),
-    params(
-        ("X-AKSK" = Option<String>, Header, description = "UsernameToken Username=…, PasswordDigest=…, Nonce=…, Created=… (signature.mode)"),
-    ),
-    responses(
-        (status = 200, description = "Stored, partly stored, or a duplicate; header x-callhook-outcome says which", body = CallbackAck),
-        (status = 400, description = "Not a fee list that can be read (no CDR of it can be); `field`/`records` name the culprits", body = ErrorBody),
-        (status = 401, description = "Signature refused (signature.mode = enforce)", body = ErrorBody),
-        (status = 405, description = "Not POST", body = ErrorBody),
-        (status = 413, description = "Body over http.body_limit_bytes", body = ErrorBody),
-        (status = 503, description = "The database cannot commit; nothing was stored; retry after Retry-After", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn fee_callback() {}
+/// The signature headers of a callback (spec §1.2; checked as `signature.mode` says, required
+/// with mode `enforce`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct XAksk {
+    /// `UsernameToken Username="…",PasswordDigest="…",Nonce="…",Created="…"`.
+    #[param(rename = "X-AKSK")]
+    pub x_aksk: Option<String>,
+    /// `AKSK realm="SDP",profile="UsernameToken",type="Appkey"`. Any other scheme is kept as
+    /// `<scheme> [redacted]`.
+    #[param(rename = "Authorization")]
+    pub authorization: Option<String>,
+}
 
-/// Either kind, for when one URL is registered for both.
-#[utoipa::path(
-    post,
-    path = "/voicecall/events",
-    tag = "callbacks",
-    request_body(content = AnyCallback, content_type = "application/json"),
-    params(
-        ("X-AKSK" = Option<String>, Header, description = "UsernameToken Username=…, PasswordDigest=…, Nonce=…, Created=… (signature.mode)"),
-    ),
-    responses(
-        (status = 200, description = "Stored, partly stored, or a duplicate; header x-callhook-outcome says which", body = CallbackAck),
-        (status = 400, description = "Not a callback that can be read", body = ErrorBody),
-        (status = 401, description = "Signature refused (signature.mode = enforce)", body = ErrorBody),
-        (status = 405, description = "Not POST", body = ErrorBody),
-        (status = 413, description = "Body over http.body_limit_bytes", body = ErrorBody),
-        (status = 503, description = "The database cannot commit; nothing was stored; retry after Retry-After", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn events_callback() {}
+/// The answers of the callback endpoints.
+#[derive(IntoResponses)]
+pub enum CallbackAnswers {
+    /// Taken: the platform needs nothing more. x-callhook-outcome says what became of it.
+    #[response(
+        status = 200,
+        headers(
+            ("x-callhook-outcome" = CallbackOutcome, description = "accepted, partial or unrecognized"),
+            ("x-callhook-kept-in" = KeptIn, description = "database or spool"),
+            ("x-callhook-callback-id" = Uuid, description = "raw_callbacks.id of the kept request"),
+        )
+    )]
+    Taken(#[to_schema] CallbackAck),
+    /// Not a callback that can be read; `field` names the culprit (`records`, the CDRs of a fee
+    /// list none of which can be read). The request is kept.
+    #[response(status = 400)]
+    BadInput(#[to_schema] ErrorBody),
+    /// Signature refused (signature.mode = enforce). The request is kept.
+    #[response(status = 401)]
+    Unauthorized(#[to_schema] ErrorBody),
+    /// Body over http.body_limit_bytes. The request (its first bytes) is kept.
+    #[response(status = 413)]
+    TooLarge(#[to_schema] ErrorBody),
+    /// Nothing was kept; retry after Retry-After seconds: `overloaded` (callhook is at capacity)
+    /// or `spool_full` (the database is unavailable and the local spool is at its bound).
+    #[response(
+        status = 503,
+        headers(("Retry-After" = u64, description = "Seconds to wait (http.retry_after_secs)"))
+    )]
+    Unavailable(#[to_schema] ErrorBody),
+}

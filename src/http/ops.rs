@@ -1,36 +1,125 @@
 //! Operations endpoints: liveness, readiness, metrics.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
-    http::{StatusCode, header},
+    http::{Method, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use std::time::Duration;
 
-use serde_json::json;
+use serde::Serialize;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
+use super::Routes;
 use crate::{app::AppState, ingest::KeptIn, metrics as m, store};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+pub fn routes() -> Routes {
+    Routes::default()
+        .route(Method::GET, "/healthz", healthz)
+        .route(Method::GET, "/readyz", readyz)
+        .route(Method::GET, "/metrics", metrics)
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: HealthStatus,
+}
+
+/// Always ok: anything answering is alive.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+}
+
+/// `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: ReadyStatus,
+    /// Where a callback would be kept now.
+    pub accepting: Accepting,
+    pub database: DatabaseStatus,
+    pub migrations: MigrationStatus,
+    pub projection: ProjectionStatus,
+    pub spool: SpoolState,
+}
+
+#[derive(Serialize, ToSchema, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    Ready,
+    NotReady,
+}
+
+#[derive(Serialize, ToSchema, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum Accepting {
+    Database,
+    Spool,
+    /// Neither: callbacks are answered 503.
+    None,
+}
+
+/// Whether receipts go to the database now (`down` from a failed commit until the spool is
+/// drained).
+#[derive(Serialize, ToSchema, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseStatus {
+    Up,
+    Down,
+}
+
+#[derive(Serialize, ToSchema, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationStatus {
+    Applied,
+    Pending,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectionStatus {
+    /// Receipts acknowledged but not projected yet, across replicas; null when it cannot be
+    /// counted (database down).
+    pub backlog: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SpoolState {
+    pub records: u64,
+    pub bytes: u64,
+    pub oldest_age_seconds: Option<i64>,
 }
 
 /// Alive: the process answers. Deliberately does not touch the database, so an outage does not
 /// get every replica restarted.
-async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Alive", body = Health))
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
 }
 
 /// Ready: this replica can keep a callback durably, in the database or in its spool. The JSON
 /// says which, whether the schema is in place, how many receipts wait for projection (across
 /// replicas) and what the spool holds.
-async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Callbacks are kept durably (in the database or the spool)", body = Readiness),
+        (status = 503, description = "Callbacks cannot be kept: the database is down and the spool is full", body = Readiness),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Response {
     let durability = &state.durability;
     let accepting = durability.accepting();
     let backlog = if durability.database_up() {
@@ -46,31 +135,48 @@ async fn readyz(State(state): State<AppState>) -> Response {
         None
     };
     let spool = durability.spool.status();
-    let oldest_age = spool
-        .oldest
-        .map(|oldest| (OffsetDateTime::now_utc() - oldest).whole_seconds().max(0));
-    let ready = accepting.is_some();
-    let status = if ready {
-        StatusCode::OK
+    let (status, ready) = if accepting.is_some() {
+        (StatusCode::OK, ReadyStatus::Ready)
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, ReadyStatus::NotReady)
     };
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "accepting": accepting.map_or("none", KeptIn::as_str),
-        "database": if durability.database_up() { "up" } else { "down" },
-        "migrations": if durability.schema_ready() { "applied" } else { "pending" },
-        "projection": {"backlog": backlog},
-        "spool": {
-            "records": spool.records,
-            "bytes": spool.bytes,
-            "oldest_age_seconds": oldest_age,
+    let body = Readiness {
+        status: ready,
+        accepting: match accepting {
+            Some(KeptIn::Database) => Accepting::Database,
+            Some(KeptIn::Spool) => Accepting::Spool,
+            None => Accepting::None,
         },
-    });
+        database: if durability.database_up() {
+            DatabaseStatus::Up
+        } else {
+            DatabaseStatus::Down
+        },
+        migrations: if durability.schema_ready() {
+            MigrationStatus::Applied
+        } else {
+            MigrationStatus::Pending
+        },
+        projection: ProjectionStatus { backlog },
+        spool: SpoolState {
+            records: spool.records,
+            bytes: spool.bytes,
+            oldest_age_seconds: spool
+                .oldest
+                .map(|oldest| (OffsetDateTime::now_utc() - oldest).whole_seconds().max(0)),
+        },
+    };
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics (text exposition format 0.0.4). Keep it off the public internet.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "The metrics", content_type = "text/plain", body = String))
+)]
+pub async fn metrics(State(state): State<AppState>) -> Response {
     let idle = state.pool.num_idle();
     let size = state.pool.size() as usize;
     metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => "idle").set(idle as f64);

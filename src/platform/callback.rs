@@ -60,26 +60,35 @@ impl EventType {
 pub struct CallStatusInfo {
     /// Required; checked after parsing so that its absence gets its own error code.
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_id, required = true)]
     pub session_id: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub timestamp: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub caller: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub called: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub user_data: Option<String>,
     /// String or integer: its type and values are ⚠ UNKNOWN, so it is kept as written.
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub party_type: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
     #[schema(schema_with = lenient_integer)]
     pub state_code: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub state_desc: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub digit_info: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub display_caller_num: Option<String>,
     /// Fields the spec does not list, as received.
     #[serde(skip)]
@@ -96,36 +105,50 @@ pub struct FeeInfo {
     #[schema(schema_with = lenient_integer)]
     pub direction: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub sp_id: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub app_key: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub icid: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub bind_num: Option<String>,
     /// Required; checked after parsing.
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_id, required = true)]
     pub session_id: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub caller_num: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub callee_num: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub fwd_display_num: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub fwd_dst_num: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub fwd_start_time: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub fwd_alerting_time: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub fwd_answer_time: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub call_end_time: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
     #[schema(schema_with = lenient_integer)]
     pub fwd_unasw_rsn: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub fail_time: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
     #[schema(schema_with = lenient_integer)]
@@ -134,30 +157,40 @@ pub struct FeeInfo {
     #[schema(schema_with = lenient_integer)]
     pub sip_status_code: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub call_out_start_time: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub call_out_alerting_time: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub call_out_answer_time: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
     #[schema(schema_with = lenient_integer)]
     pub call_out_unasw_rsn: Option<i32>,
     #[serde(rename = "dynIVRStartTime", default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub dyn_ivr_start_time: Option<String>,
     #[serde(rename = "dynIVRPath", default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub dyn_ivr_path: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
     #[schema(schema_with = lenient_integer)]
     pub record_flag: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub record_start_time: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub record_object_name: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub record_bucket_name: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub record_domain: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub record_file_download_url: Option<String>,
     #[serde(default, deserialize_with = "opt_i32")]
     #[schema(schema_with = lenient_integer)]
@@ -166,32 +199,65 @@ pub struct FeeInfo {
     #[schema(schema_with = lenient_integer)]
     pub tts_trans_duration: Option<i32>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub service_type: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub host_name: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
+    #[schema(schema_with = lenient_string)]
     pub user_data: Option<String>,
     /// Fields the spec does not list, as received.
     #[serde(skip)]
     pub extra: Map<String, Value>,
 }
 
-/// The OpenAPI schema of an integer field read by `opt_i32`: a number, a string of digits, or
-/// null ("" = absent).
+/// What `char::is_whitespace` (the readers' `trim`) takes for a blank, as a regex class: JSON
+/// Schema's `\s` is ECMA-262's, which differs (it has U+FEFF, not U+0085).
+const BLANK: &str =
+    r"[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]";
+
+/// The digits of 0 to 2147483647 (`last` = '7') or to 2147483648 (`last` = '8'), leading zeros
+/// allowed, as `str::parse::<i32>` reads them.
+fn i32_digits(last: char) -> String {
+    format!(
+        "0*(?:[0-9]{{1,9}}|1[0-9]{{9}}|20[0-9]{{8}}|21[0-3][0-9]{{7}}|214[0-6][0-9]{{6}}|2147[0-3][0-9]{{5}}\
+         |21474[0-7][0-9]{{4}}|214748[0-2][0-9]{{3}}|2147483[0-5][0-9]{{2}}|21474836[0-3][0-9]|214748364[0-{last}])"
+    )
+}
+
+fn schema(value: serde_json::Value) -> utoipa::openapi::schema::Schema {
+    serde_json::from_value(value).expect("a valid schema")
+}
+
+/// The OpenAPI schema of an integer field read by `opt_i32`: an integer in i32's range, a string
+/// of one (blanks around it allowed, a sign too), a blank string or null (both absent).
+/// `tests/api/fuzz.rs` checks it accepts exactly what `opt_i32` accepts.
 fn lenient_integer() -> utoipa::openapi::schema::Schema {
-    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
-    let one_of = OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::Integer).format(Some(
-            utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int32),
-        )))
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(r"^\s*(-?[0-9]+)?\s*$")),
-        )
-        .item(ObjectBuilder::new().schema_type(Type::Null))
-        .build();
-    Schema::OneOf(one_of)
+    let number = format!("[+]?{}|-{}", i32_digits('7'), i32_digits('8'));
+    schema(serde_json::json!({"oneOf": [
+        {"type": "integer", "format": "int32", "minimum": i32::MIN, "maximum": i32::MAX},
+        {"type": "string", "pattern": format!("^{BLANK}*(?:{number})?{BLANK}*$")},
+        {"type": "null"},
+    ]}))
+}
+
+/// The OpenAPI schema of a string field read by `opt_string`: a string (kept as written; "" is
+/// absent), a number (kept as its digits) or null; never a NUL, which cannot be stored.
+fn lenient_string() -> utoipa::openapi::schema::Schema {
+    schema(serde_json::json!({
+        "type": ["string", "number", "null"],
+        "pattern": r"^[^\u0000]*$",
+    }))
+}
+
+/// A required identifier read by `opt_string`: as `lenient_string`, but neither "" nor null.
+fn lenient_id() -> utoipa::openapi::schema::Schema {
+    schema(serde_json::json!({
+        "type": ["string", "number"],
+        "minLength": 1,
+        "pattern": r"^[^\u0000]*$",
+    }))
 }
 
 /// Why a body (or one record of a fee list) was refused. `field` is a path into the body.
@@ -233,14 +299,21 @@ impl WireErrorCode {
 }
 
 impl WireError {
+    /// A field path may quote a key of the body, and a message a value of it: a NUL in either
+    /// becomes U+FFFD (as in the kept request's text columns), since PostgreSQL, which keeps
+    /// every error, cannot store it.
     fn new(code: WireErrorCode, field: Option<&str>, message: impl Into<String>) -> Self {
         Self {
             code,
-            field: field.map(str::to_owned),
-            message: message.into(),
+            field: field.map(escape_nul),
+            message: escape_nul(&message.into()),
             records: Vec::new(),
         }
     }
+}
+
+fn escape_nul(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }
 
 /// A status event, ready to store.
@@ -335,7 +408,17 @@ fn parse_into(body: &[u8], event_type_seen: &mut Option<String>) -> Result<Callb
             "the body must be a JSON object",
         ));
     }
-    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(invalid_json)?;
+    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|error| {
+        // The one error of valid JSON here: a key of the envelope given twice.
+        match duplicate_field(&error.to_string()) {
+            Some(key) if error.is_data() => WireError::new(
+                WireErrorCode::InvalidField,
+                Some(key),
+                format!("{key} appears more than once"),
+            ),
+            _ => invalid_json(error),
+        }
+    })?;
 
     let event_type = match envelope.event_type.filter(|raw| raw.get() != "null") {
         None => {
@@ -382,7 +465,7 @@ fn parse_status(event_type: EventType, raw: Option<&RawValue>) -> Result<StatusE
             ),
         ));
     };
-    let mut info: CallStatusInfo = parse_object(raw, "statusInfo")?;
+    let (mut info, fields): (CallStatusInfo, _) = parse_object(raw, "statusInfo")?;
     let session_id = info.session_id.clone().ok_or_else(|| {
         WireError::new(
             WireErrorCode::MissingField,
@@ -390,12 +473,12 @@ fn parse_status(event_type: EventType, raw: Option<&RawValue>) -> Result<StatusE
             "statusInfo.sessionId is required",
         )
     })?;
-    info.extra = unknown_fields(raw, &info_unknown_keys::<CallStatusInfo>(raw));
+    info.extra = unknown_fields(&fields, &info_unknown_keys::<CallStatusInfo>(raw));
 
     let mut hasher = Sha256::new();
     hasher.update(event_type.as_str().as_bytes());
     hasher.update(b"\n");
-    hasher.update(canonical_json(raw));
+    hasher.update(canonical_json(fields));
     Ok(StatusEvent {
         event_type,
         session_id,
@@ -461,7 +544,7 @@ fn parse_fee_list(raw: Option<&RawValue>) -> Result<FeeBatch, WireError> {
 
 fn parse_fee_record(index: usize, raw: &RawValue) -> Result<FeeRecord, WireError> {
     let prefix = format!("feeLst[{index}]");
-    let mut info: FeeInfo = parse_object(raw, &prefix)?;
+    let (mut info, fields): (FeeInfo, _) = parse_object(raw, &prefix)?;
     let field = format!("{prefix}.sessionId");
     let session_id = info.session_id.clone().ok_or_else(|| {
         WireError::new(
@@ -470,12 +553,12 @@ fn parse_fee_record(index: usize, raw: &RawValue) -> Result<FeeRecord, WireError
             format!("{field} is required"),
         )
     })?;
-    info.extra = unknown_fields(raw, &info_unknown_keys::<FeeInfo>(raw));
+    info.extra = unknown_fields(&fields, &info_unknown_keys::<FeeInfo>(raw));
     let dedup_key = match &info.icid {
         Some(icid) => format!("icid:{icid}"),
         None => format!(
             "sha256:{}",
-            hex::encode(Sha256::digest(canonical_json(raw)))
+            hex::encode(Sha256::digest(canonical_json(fields)))
         ),
     };
     Ok(FeeRecord {
@@ -486,8 +569,16 @@ fn parse_fee_record(index: usize, raw: &RawValue) -> Result<FeeRecord, WireError
     })
 }
 
-/// Deserializes one JSON object, naming the failing field (`prefix.field`) on error.
-fn parse_object<T: DeserializeOwned>(raw: &RawValue, prefix: &str) -> Result<T, WireError> {
+/// Deserializes one JSON object, naming the failing field (`prefix.field`) on error, and
+/// returns it with all its fields as JSON (for the unknown ones and the canonical form).
+///
+/// The fields are read as JSON first, in full: a typed read skips the values of unknown fields
+/// without checking them, so a string JSON cannot hold (a lone surrogate escape) or a NUL
+/// (which PostgreSQL cannot store) would otherwise pass, and be lost from `extra`.
+fn parse_object<T: DeserializeOwned>(
+    raw: &RawValue,
+    prefix: &str,
+) -> Result<(T, Map<String, Value>), WireError> {
     // Structs also deserialize from arrays (positionally); the platform only sends objects.
     if !raw.get().starts_with('{') {
         return Err(WireError::new(
@@ -496,22 +587,74 @@ fn parse_object<T: DeserializeOwned>(raw: &RawValue, prefix: &str) -> Result<T, 
             format!("{prefix} must be a JSON object"),
         ));
     }
+    let named = |path: String, message: String| {
+        let field = format!("{prefix}.{path}");
+        let message = format!("{field}: {}", strip_position(&message));
+        WireError::new(WireErrorCode::InvalidField, Some(&field), message)
+    };
     let mut deserializer = serde_json::Deserializer::from_str(raw.get());
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let fields: Map<String, Value> = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| named(error.path().to_string(), error.into_inner().to_string()))?;
+    if let Some(path) = nul_path(&fields) {
+        return Err(named(
+            path,
+            "holds a NUL character, which cannot be stored".into(),
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+    let typed = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
-        let inner = error.into_inner();
+        let inner = error.into_inner().to_string();
         if path.is_empty() || path == "." {
-            WireError::new(
-                WireErrorCode::InvalidField,
-                Some(prefix),
-                format!("{prefix} must be a JSON object"),
-            )
+            // Reported at the object itself: a field given twice.
+            match duplicate_field(&inner) {
+                Some(key) => {
+                    let field = format!("{prefix}.{key}");
+                    WireError::new(
+                        WireErrorCode::InvalidField,
+                        Some(&field),
+                        format!("{field} appears more than once"),
+                    )
+                }
+                None => WireError::new(
+                    WireErrorCode::InvalidField,
+                    Some(prefix),
+                    format!("{prefix}: {}", strip_position(&inner)),
+                ),
+            }
         } else {
-            let field = format!("{prefix}.{path}");
-            let message = format!("{field}: {}", strip_position(&inner.to_string()));
-            WireError::new(WireErrorCode::InvalidField, Some(&field), message)
+            named(path, inner)
         }
+    })?;
+    Ok((typed, fields))
+}
+
+/// The path (`key`, `key[2].inner`) of the first key or string of `fields` holding a NUL.
+fn nul_path(fields: &Map<String, Value>) -> Option<String> {
+    fn in_value(value: &Value) -> Option<String> {
+        match value {
+            Value::String(text) if text.contains('\0') => Some(String::new()),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| in_value(item).map(|rest| format!("[{i}]{rest}"))),
+            Value::Object(map) => nul_path(map).map(|rest| format!(".{rest}")),
+            _ => None,
+        }
+    }
+    fields.iter().find_map(|(key, value)| {
+        if key.contains('\0') {
+            return Some(key.clone());
+        }
+        in_value(value).map(|rest| format!("{key}{rest}"))
     })
+}
+
+/// The field serde names in "duplicate field `x`".
+fn duplicate_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("duplicate field `")
+        .and_then(|rest| rest.split('`').next())
 }
 
 /// The keys of `raw` that `T` does not declare. serde_ignored reports them, so the list of known
@@ -531,23 +674,17 @@ fn info_unknown_keys<T: DeserializeOwned>(raw: &RawValue) -> Vec<String> {
     unknown
 }
 
-fn unknown_fields(raw: &RawValue, keys: &[String]) -> Map<String, Value> {
-    if keys.is_empty() {
-        return Map::new();
-    }
-    let Ok(mut all) = serde_json::from_str::<Map<String, Value>>(raw.get()) else {
-        return Map::new();
-    };
-    all.retain(|key, _| keys.contains(key));
-    all
+fn unknown_fields(fields: &Map<String, Value>, keys: &[String]) -> Map<String, Value> {
+    keys.iter()
+        .filter_map(|key| fields.get(key).map(|value| (key.clone(), value.clone())))
+        .collect()
 }
 
 /// JSON with sorted keys and no insignificant whitespace, so the same content hashes the same
 /// however it was formatted.
-fn canonical_json(raw: &RawValue) -> Vec<u8> {
+fn canonical_json(fields: Map<String, Value>) -> Vec<u8> {
     // serde_json's Map is a BTreeMap (no preserve_order feature), so keys come out sorted.
-    let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-    serde_json::to_vec(&value).unwrap_or_default()
+    serde_json::to_vec(&Value::Object(fields)).expect("a JSON map serializes")
 }
 
 fn strip_position(message: &str) -> &str {
@@ -727,5 +864,70 @@ mod tests {
     fn event_type_is_reported_even_when_the_rest_fails() {
         let parsed = parse_callback(br#"{"eventType":"answer","statusInfo":{}}"#);
         assert_eq!(parsed.event_type.as_deref(), Some("answer"));
+    }
+
+    // Found by fuzzing (tests/api/fuzz.rs): a lone surrogate escape in an unknown field passed
+    // the typed read, then the unknown fields were silently dropped and the canonical form was
+    // `null`, so every such event had the same fingerprint and the second one was taken for a
+    // duplicate of the first.
+    #[test]
+    fn a_string_json_cannot_hold_is_refused_naming_its_field() {
+        let error = error(
+            r#"{"eventType":"answer","statusInfo":{"sessionId":"s","note":{"deep":["\ud800"]}}}"#,
+        );
+        assert_eq!(
+            (error.code, error.field.as_deref()),
+            (WireErrorCode::InvalidField, Some("statusInfo.note.deep[0]"))
+        );
+    }
+
+    // Found by fuzzing: PostgreSQL cannot store a NUL in text or jsonb, and a NUL only failed
+    // at the insert: a status event was refused as `unstorable_value` without naming the
+    // field, and a fee list whole, its good CDRs with it, against the fee-list policy.
+    #[test]
+    fn a_nul_anywhere_is_refused_naming_its_field() {
+        for (body, field) in [
+            (
+                r#"{"eventType":"answer","statusInfo":{"sessionId":"s","caller":"+86\u0000"}}"#,
+                "statusInfo.caller",
+            ),
+            (
+                r#"{"eventType":"answer","statusInfo":{"sessionId":"s","x":[1,{"y":"\u0000"}]}}"#,
+                "statusInfo.x[1].y",
+            ),
+            (
+                r#"{"eventType":"answer","statusInfo":{"sessionId":"s","a\u0000":1}}"#,
+                "statusInfo.a\u{FFFD}",
+            ),
+        ] {
+            let error = error(body);
+            assert_eq!(error.field.as_deref(), Some(field), "{body}");
+            assert!(!error.message.contains('\0'));
+        }
+        let body = r#"{"eventType":"fee","feeLst":[{"sessionId":"a"},{"sessionId":"b","appKey":"k\u0000"}]}"#;
+        let Ok(Callback::Fee(batch)) = parse_callback(body.as_bytes()).result else {
+            panic!("the good CDR is taken");
+        };
+        assert_eq!(batch.records[0].session_id, "a");
+        assert_eq!(
+            batch.rejected[0].error.field.as_deref(),
+            Some("feeLst[1].appKey")
+        );
+    }
+
+    // Found by fuzzing: a key given twice was answered "must be a JSON object" or "not valid
+    // JSON", about a body that is both.
+    #[test]
+    fn a_key_given_twice_is_named() {
+        let twice = error(
+            r#"{"eventType":"answer","statusInfo":{"sessionId":"s","caller":"1","caller":"2"}}"#,
+        );
+        assert_eq!(twice.field.as_deref(), Some("statusInfo.caller"));
+        assert_eq!(twice.message, "statusInfo.caller appears more than once");
+        let twice = error(r#"{"eventType":"answer","eventType":"fee"}"#);
+        assert_eq!(
+            (twice.code, twice.field.as_deref()),
+            (WireErrorCode::InvalidField, Some("eventType"))
+        );
     }
 }

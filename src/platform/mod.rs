@@ -4,7 +4,7 @@
 
 pub mod callback;
 pub mod codes;
-mod lenient;
+pub mod lenient;
 pub mod outbound;
 pub mod result_codes;
 pub mod signature;

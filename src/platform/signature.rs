@@ -104,11 +104,7 @@ impl Verdict {
 /// `key="value"` pairs separated by commas with optional spaces, in any order (samples omit the
 /// space the doc tables show).
 pub fn parse_username_token(header: &str) -> Option<UsernameToken> {
-    let rest = header.trim();
-    let rest = rest
-        .get(..13)
-        .filter(|scheme| scheme.eq_ignore_ascii_case("UsernameToken"))
-        .map(|_| &rest[13..])?;
+    let rest = attributes(header)?;
     let (mut username, mut digest, mut nonce, mut created) = (None, None, None, None);
     for attribute in rest.split(',') {
         let (key, value) = attribute.split_once('=')?;
@@ -133,25 +129,39 @@ pub fn parse_username_token(header: &str) -> Option<UsernameToken> {
     })
 }
 
+/// What follows the `UsernameToken` scheme (any case; nothing need separate them).
+fn attributes(header: &str) -> Option<&str> {
+    let rest = header.trim();
+    rest.get(..13)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("UsernameToken"))
+        .map(|_| &rest[13..])
+}
+
 /// The header as it may be stored or logged: every attribute `parse_username_token` could read
-/// as the digest (split the same way, any case, any spacing) becomes `[redacted]`.
+/// as the digest becomes `[redacted]`, and so does any attribute whose key ends in the word
+/// PasswordDigest in any case. The attributes are split where the parser splits them (after
+/// the scheme, which no blank need follow), so no spelling it reads slips through.
 pub fn redact_username_token(header: &str) -> String {
-    header
+    let start = match attributes(header) {
+        Some(_) => header.len() - header.trim_start().len() + 13,
+        None => 0,
+    };
+    let (scheme, rest) = header.split_at(start);
+    let attributes: Vec<String> = rest
         .split(',')
         .map(|attribute| match attribute.split_once('=') {
             Some((key, _))
                 if key
-                    .trim()
-                    .rsplit(' ')
-                    .next()
+                    .split_whitespace()
+                    .last()
                     .is_some_and(|k| k.eq_ignore_ascii_case("PasswordDigest")) =>
             {
                 format!("{key}=\"[redacted]\"")
             }
             _ => attribute.to_owned(),
         })
-        .collect::<Vec<_>>()
-        .join(",")
+        .collect();
+    format!("{scheme}{}", attributes.join(","))
 }
 
 /// Renders the header value, as the platform and our client send it.
@@ -397,6 +407,9 @@ mod tests {
             r#"UsernameToken PasswordDigest = "c2VjcmV0", Username="app""#,
             r#"UsernameToken Username="app",PasswordDigest="decoy",Nonce="n",PasswordDigest="c2VjcmV0""#,
             r#"UsernameToken passworddigest="c2VjcmV0""#,
+            // Found by fuzzing (tests/api/fuzz.rs): the parser needs no blank after the scheme.
+            r#"UsernameTokenPasswordDigest="c2VjcmV0",Username="app""#,
+            "UsernameToken\tPasswordDigest=\"c2VjcmV0\",Username=\"app\"",
         ];
         for header in headers {
             let redacted = redact_username_token(header);

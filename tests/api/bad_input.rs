@@ -399,22 +399,27 @@ async fn a_wrong_method_is_answered_405_and_kept(pool: PgPool) {
     assert_no_typed_rows(&app, "wrong method").await;
 }
 
-/// A NUL character cannot be stored in PostgreSQL text: 400 `unstorable_value`, the raw bytes kept.
+/// A NUL character cannot be stored in PostgreSQL text: the parser refuses it naming the field
+/// (400, raw bytes kept), and in a fee list only the CDR holding it, so the others are stored.
 #[sqlx::test]
-async fn a_nul_character_in_a_value_is_answered_400_and_kept(pool: PgPool) {
+async fn a_nul_character_in_a_value_is_refused_naming_its_field(pool: PgPool) {
     // Arrange
     let app = spawn_app(pool).await;
     let mut cdr: Value = serde_json::from_str(&fee_body("nul", 1)).unwrap();
     cdr["feeLst"][0]["callerNum"] = json!("+86\u{0}");
+    let mut two: Value = serde_json::from_str(&fee_body("nul-two", 2)).unwrap();
+    two["feeLst"][1]["extraThing"] = json!({"note": "a\u{0}b"});
     let cases = [
         (
             "status event",
             status_body("callout", "s-nul", json!({"caller": "+86\u{0}"})),
+            "invalid_field",
+            "statusInfo.caller",
         ),
-        ("CDR", cdr.to_string()),
+        ("CDR", cdr.to_string(), "invalid_records", "feeLst"),
     ];
 
-    for (case, body) in cases {
+    for (case, body, code, field) in cases {
         assert!(
             body.contains(r"\u0000"),
             "case {case}: the NUL is escaped in the JSON text"
@@ -430,12 +435,25 @@ async fn a_nul_character_in_a_value_is_answered_400_and_kept(pool: PgPool) {
             body.as_bytes(),
             response,
             400,
-            "unstorable_value",
-            None,
+            code,
+            Some(field),
         )
         .await;
         assert_no_typed_rows(&app, case).await;
     }
+    let response = app.post("/voicecall/fee", two.to_string()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-callhook-outcome"], "partial");
+    let raw = newest_raw(&app.pool).await;
+    assert_eq!(
+        raw.error.unwrap()["records"][0]["field"],
+        "feeLst[1].extraThing.note"
+    );
+    let stored: Vec<String> = sqlx::query_scalar("select session_id from cdrs")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, ["nul-two-0"]);
 }
 
 /// Asserts the answer is the 200 acknowledgement marked `unrecognized`, and that the request was

@@ -467,3 +467,79 @@ async fn pages_through_calls_with_one_start_time_miss_and_repeat_none(pool: PgPo
     unique.dedup();
     assert_eq!((seen.len(), unique.len()), (7, 7), "{seen:?}");
 }
+
+/// A masked token cannot learn whether a number exists by filtering on it: every list and
+/// export with a `number` filter answers 403 naming the parameter, for a number that is stored
+/// as for one that is not, and so does a `user_data` filter holding a phone number. A full token
+/// filters as before, and a masked one may still filter on a `user_data` without a number.
+#[sqlx::test]
+async fn a_masked_token_cannot_probe_numbers_with_filters(pool: PgPool) {
+    let app = spawn_api(pool).await;
+    Call {
+        user_data: "13800009999".into(),
+        ..Call::new("probe-1", hour(0))
+    }
+    .deliver(&app)
+    .await;
+    Call::new("probe-2", hour(1)).deliver(&app).await;
+
+    for path in ["/v1/calls", "/v1/calls.csv", "/v1/cdrs", "/v1/cdrs.csv"] {
+        for number in [A, "+8613899999999"] {
+            let query = format!("{path}?number={}", encode(number));
+            let masked = get(&app, &query, MASKED_TOKEN).await;
+            assert_eq!(masked.status(), 403, "{query}");
+            let body: Value = masked.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "filter_not_allowed", "{query}");
+            assert_eq!(body["error"]["field"], "number", "{query}");
+            assert!(
+                body["error"]["message"].as_str().unwrap().contains("full"),
+                "{body}"
+            );
+            assert_eq!(get(&app, &query, FULL_TOKEN).await.status(), 200, "{query}");
+        }
+    }
+    for path in ["/v1/calls", "/v1/calls.csv"] {
+        let query = format!("{path}?user_data=13800009999");
+        let masked = get(&app, &query, MASKED_TOKEN).await;
+        assert_eq!(masked.status(), 403, "{query}");
+        let body: Value = masked.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "user_data");
+    }
+    let by_order = get_json_as(&app, "/v1/calls?user_data=order-probe-2", MASKED_TOKEN).await;
+    assert_eq!(sessions(&by_order, "calls"), ["probe-2"]);
+    let full = get_json(&app, &format!("/v1/calls?number={}", encode(A))).await;
+    assert_eq!(sessions(&full, "calls"), ["probe-2", "probe-1"]);
+}
+
+/// Numbers in fields no key names, in userData, in unknown fields at any depth, are masked for
+/// a masked token, in the raw bodies as in the rows; the session id stays readable.
+#[sqlx::test]
+async fn masked_answers_hide_numbers_in_every_field(pool: PgPool) {
+    let app = spawn_api(pool).await;
+    let body = json!({"eventType": "callout", "statusInfo": {
+        "sessionId": "hidden-1", "timestamp": "2026-11-20 10:00:00", "caller": DISPLAY, "called": A,
+        "userData": "callback 13800007777", "newField": {"nested": ["or +8613800006666"]},
+        "digitInfo": "13800005555"}});
+    assert_eq!(
+        app.post("/voicecall/status", body.to_string())
+            .await
+            .status(),
+        200
+    );
+
+    let masked = get_json_as(&app, "/v1/calls/hidden-1", MASKED_TOKEN).await;
+    let list = get_json_as(&app, "/v1/calls", MASKED_TOKEN).await;
+    let full = get_json(&app, "/v1/calls/hidden-1").await;
+
+    for number in ["13800007777", "8613800006666", "13800005555"] {
+        assert!(!masked.to_string().contains(number), "{number}: {masked}");
+        assert!(!list.to_string().contains(number), "{number}: {list}");
+        assert!(full.to_string().contains(number), "{number} in full");
+    }
+    let raw: Value =
+        serde_json::from_str(masked["raw_callbacks"][0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(raw["statusInfo"]["userData"], "callback 13*******77");
+    assert_eq!(raw["statusInfo"]["sessionId"], "hidden-1");
+    assert_eq!(masked["call"]["user_data"], "callback 13*******77");
+    assert_eq!(masked["events"][0]["digit_info"], "13*******55");
+}

@@ -6,14 +6,24 @@ use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 
 use crate::{
-    api_helpers::{Call, FULL_TOKEN, MASKED_TOKEN, hour, spawn_api},
-    helpers::TestApp,
+    api_helpers::{Call, FULL_TOKEN, MASKED_TOKEN, hour, spawn_api, spawn_api_with},
+    helpers::{CALLOUT_SAMPLE, FEE_SAMPLE, TestApp},
 };
 
-/// Replaces every `{"$ref": "#/components/schemas/X"}` with the schema it names (ours are not
-/// recursive), so one response schema can be validated on its own.
+/// Replaces every `{"$ref": "#/components/schemas/X"}` with the schema it names, so one
+/// response schema can be validated on its own. A reference inside the schema it names (the
+/// recursive `StorableJson`) becomes `true`: the check is only weaker below that depth.
 fn inline_refs(schema: &Value, components: &Map<String, Value>, depth: usize) -> Value {
-    assert!(depth < 32, "a recursive schema");
+    inline(schema, components, &mut Vec::new(), depth)
+}
+
+fn inline(
+    schema: &Value,
+    components: &Map<String, Value>,
+    within: &mut Vec<String>,
+    depth: usize,
+) -> Value {
+    assert!(depth < 64, "a schema too deep");
     match schema {
         Value::Object(map) => {
             if let Some(Value::String(reference)) = map.get("$ref") {
@@ -23,21 +33,42 @@ fn inline_refs(schema: &Value, components: &Map<String, Value>, depth: usize) ->
                 let target = components
                     .get(name)
                     .unwrap_or_else(|| panic!("no component {name}"));
-                return inline_refs(target, components, depth + 1);
+                if within.iter().any(|n| n == name) {
+                    return Value::Bool(true);
+                }
+                within.push(name.to_owned());
+                let inlined = inline(target, components, within, depth + 1);
+                within.pop();
+                return inlined;
             }
             Value::Object(
                 map.iter()
-                    .map(|(k, v)| (k.clone(), inline_refs(v, components, depth)))
+                    .map(|(k, v)| (k.clone(), inline(v, components, within, depth + 1)))
                     .collect(),
             )
         }
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|v| inline_refs(v, components, depth))
+                .map(|v| inline(v, components, within, depth + 1))
                 .collect(),
         ),
         other => other.clone(),
+    }
+}
+
+/// JSON nulls appear nowhere in `value` (an OpenAPI document has none where a value belongs).
+fn assert_no_nulls(value: &Value, at: &str) {
+    match value {
+        Value::Null => panic!("null at {at}"),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| assert_no_nulls(v, &format!("{at}/{i}"))),
+        Value::Object(map) => map
+            .iter()
+            .for_each(|(k, v)| assert_no_nulls(v, &format!("{at}/{k}"))),
+        _ => {}
     }
 }
 
@@ -67,6 +98,24 @@ impl Document {
         );
         let components = self.0["components"]["schemas"].as_object().unwrap();
         inline_refs(schema, components, 0)
+    }
+
+    /// The headers a 200 of a callback endpoint carries have the values the document lists.
+    fn check_headers(&self, method: &str, path: &str, response: &reqwest::Response) {
+        let headers = &self.0["paths"][path][method]["responses"]["200"]["headers"];
+        let components = self.0["components"]["schemas"].as_object().unwrap();
+        for name in ["x-callhook-outcome", "x-callhook-callback-id"] {
+            let schema = inline_refs(&headers[name]["schema"], components, 0);
+            let value = response.headers()[name].to_str().unwrap();
+            let validator = jsonschema::options()
+                .should_validate_formats(true)
+                .build(&schema)
+                .unwrap();
+            assert!(
+                validator.is_valid(&json!(value)),
+                "{name}: {value} is not {schema}"
+            );
+        }
     }
 
     /// Asserts that a real answer is what the document says it is.
@@ -225,30 +274,70 @@ async fn real_answers_match_the_openapi_document(pool: PgPool) {
             .await,
     )
     .await;
-    let fee_ack = doc
-        .check(
-            "post",
-            "/voicecall/fee",
-            app.post("/voicecall/fee", call.fee_body()).await,
-        )
-        .await;
+    let fee = app.post("/voicecall/fee", call.fee_body()).await;
+    doc.check_headers("post", "/voicecall/fee", &fee);
+    let fee_ack = doc.check("post", "/voicecall/fee", fee).await;
     assert_eq!(fee_ack["resultcode"], "0");
+    let status = app
+        .post("/voicecall/events", call.callbacks()[0].1.clone())
+        .await;
+    assert_eq!(status.headers()["x-callhook-outcome"], "accepted");
+    doc.check_headers("post", "/voicecall/events", &status);
+    doc.check("post", "/voicecall/events", status).await;
+    doc.check(
+        "post",
+        "/voicecall/status",
+        app.post("/voicecall/status", vec![b'{'; 2 << 20]).await,
+    )
+    .await;
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        doc.check("get", path, response).await;
+    }
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert!(
+        doc.0["paths"]["/metrics"]["get"]["responses"]["200"]["content"]["text/plain"].is_object()
+    );
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    for path in ["/v1/calls", "/v1/cdrs", "/v1/calls.csv"] {
+        let query = format!("{path}?number=%2B8613800000001");
+        let refused = get(&query, MASKED_TOKEN).await.unwrap();
+        assert_eq!(refused.status(), 403, "{query}");
+        doc.check("get", path, refused).await;
+    }
+    doc.check(
+        "get",
+        "/v1/calls/{session_id}",
+        get("/v1/calls/%FF", FULL_TOKEN).await.unwrap(),
+    )
+    .await;
+    let too_old = get("/v1/gaps?older_than=18446744073709551615", FULL_TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(too_old.status(), 400);
+    let too_old = doc.check("get", "/v1/gaps", too_old).await;
+    assert_eq!(too_old["error"]["field"], "older_than");
 
-    for (path, method) in [
-        ("/voicecall/status", "post"),
-        ("/voicecall/fee", "post"),
-        ("/voicecall/events", "post"),
-        ("/v1/calls", "get"),
-        ("/v1/calls/{session_id}", "get"),
-        ("/v1/calls.csv", "get"),
-        ("/v1/cdrs", "get"),
-        ("/v1/cdrs.csv", "get"),
-        ("/v1/gaps", "get"),
-        ("/v1/rejected", "get"),
-        ("/v1/rejected/reprocess", "post"),
-        ("/v1/rejected/{id}/reprocess", "post"),
-    ] {
-        let operation = &doc.0["paths"][path][method];
+    let routes = callhook::http::routes();
+    for (path, item) in doc.0["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            assert!(
+                routes
+                    .iter()
+                    .any(|(m, p)| p == path && m.as_str().eq_ignore_ascii_case(method)),
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+    for (method, path) in routes {
+        let method = method.as_str().to_ascii_lowercase();
+        let operation = &doc.0["paths"][path][&method];
         assert!(operation.is_object(), "{method} {path} is not documented");
         let secured = operation["security"].to_string().contains("bearer");
         assert_eq!(secured, path.starts_with("/v1"), "{method} {path} security");
@@ -269,9 +358,11 @@ async fn real_answers_match_the_openapi_document(pool: PgPool) {
     assert!(validator.is_valid(&doc_calls));
     assert!(!validator.is_valid(&wrong));
     assert!(!validator.is_valid(&json!({"calls": [{}], "next_cursor": null})));
-    // Every reference in the document (parameters included) names a component.
+    // Every reference in the document (parameters included) names a component, and nothing
+    // is null where the specification wants an object or an array.
     let components = doc.0["components"]["schemas"].as_object().unwrap();
     inline_refs(&doc.0["paths"], components, 0);
+    assert_no_nulls(&doc.0["paths"], "paths");
 }
 
 fn placed(session: &str) -> PlacedCall {
@@ -293,5 +384,89 @@ fn placed(session: &str) -> PlacedCall {
         attempts: 1,
         requested_at: now,
         answered_at: Some(now),
+    }
+}
+
+/// The constraints the document states are the server's: the page size bounds are the
+/// configuration's (and the server takes the largest and refuses one more), callback bodies
+/// without a sessionId are invalid by the document and refused by the server, the sample
+/// bodies valid and taken; the header of outcomes lists every outcome a 200 can carry.
+#[sqlx::test]
+async fn the_document_states_the_constraints_the_server_enforces(pool: PgPool) {
+    let app = spawn_api_with(pool, |config| {
+        config.api.max_limit = 7;
+        config.api.default_limit = 5;
+    })
+    .await;
+    let doc = Document::fetch(&app).await;
+    for path in ["/v1/calls", "/v1/cdrs", "/v1/gaps", "/v1/rejected"] {
+        let parameters = doc.0["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let limit = parameters.iter().find(|p| p["name"] == "limit").unwrap();
+        assert_eq!(limit["schema"]["minimum"], 1, "{path}");
+        assert_eq!(limit["schema"]["maximum"], 7, "{path}");
+        let at = |limit: u32| {
+            app.client
+                .get(app.url(&format!("{path}?limit={limit}")))
+                .bearer_auth(FULL_TOKEN)
+                .send()
+        };
+        assert_eq!(at(7).await.unwrap().status(), 200, "{path}");
+        assert_eq!(at(8).await.unwrap().status(), 400, "{path}");
+        assert_eq!(at(0).await.unwrap().status(), 400, "{path}");
+        for parameter in parameters {
+            let schema = &parameter["schema"];
+            if schema["type"] == "string" && schema["format"].is_null() && schema["enum"].is_null()
+            {
+                // A cursor is Base64url, which holds no NUL either.
+                let pattern = schema["pattern"].as_str().unwrap_or_default();
+                assert!(
+                    [r"^[^\u0000]*$", "^[A-Za-z0-9_-]+=*$"].contains(&pattern),
+                    "{path} {parameter}"
+                );
+            }
+        }
+    }
+
+    let components = doc.0["components"]["schemas"].as_object().unwrap();
+    for path in ["/voicecall/status", "/voicecall/fee", "/voicecall/events"] {
+        let schema =
+            &doc.0["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&inline_refs(schema, components, 0))
+            .unwrap();
+        let no_session = json!({"eventType": "answer", "statusInfo": {"caller": "+8613800000001"}});
+        let empty_session = json!({"eventType": "answer", "statusInfo": {"sessionId": ""}});
+        let no_readable_cdr = json!({"eventType": "fee", "feeLst": [{"callerNum": "1"}]});
+        let one_readable_cdr =
+            json!({"eventType": "fee", "feeLst": [{"callerNum": "1"}, {"sessionId": "s"}]});
+        let nul_in_unknown =
+            json!({"eventType": "answer", "statusInfo": {"sessionId": "s", "x": {"y\u{0}": 1}}});
+        for (body, valid, status) in [
+            (
+                json!(serde_json::from_str::<Value>(CALLOUT_SAMPLE).unwrap()),
+                true,
+                200,
+            ),
+            (serde_json::from_str(FEE_SAMPLE).unwrap(), true, 200),
+            (one_readable_cdr, true, 200),
+            (no_session, false, 400),
+            (empty_session, false, 400),
+            (no_readable_cdr, false, 400),
+            (nul_in_unknown, false, 400),
+        ] {
+            assert_eq!(validator.is_valid(&body), valid, "{path}: {body}");
+            let answer = app.post(path, body.to_string()).await;
+            assert_eq!(answer.status(), status, "{path}: {body}");
+        }
+    }
+    let outcomes = &components["CallbackOutcome"]["enum"];
+    for outcome in ["accepted", "partial", "unrecognized"] {
+        assert!(
+            outcomes.as_array().unwrap().contains(&json!(outcome)),
+            "{outcomes}"
+        );
     }
 }

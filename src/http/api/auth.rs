@@ -36,6 +36,32 @@ impl ApiCaller {
     pub fn full(&self) -> bool {
         self.scope == TokenScope::Full
     }
+
+    /// 403 when a masked token filters exactly on a value its answers would mask (`mask` is how
+    /// that field is masked): rows for a number that exists and none for one that does not
+    /// would confirm the number it is not shown. A value masking leaves alone is no secret.
+    pub fn may_filter(
+        &self,
+        parameter: &'static str,
+        value: Option<&str>,
+        mask: fn(&str) -> String,
+    ) -> Result<(), ApiError> {
+        match value {
+            Some(value) if !self.full() && mask(value) != value => Err(ApiError {
+                field: Some(parameter.into()),
+                ..ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "filter_not_allowed",
+                    format!(
+                        "a token with scope \"masked\" cannot filter on {parameter} by a phone number: \
+                         whether rows come back would confirm a number it is not shown; use a token \
+                         with scope \"full\""
+                    ),
+                )
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for ApiCaller {
@@ -78,7 +104,7 @@ impl FromRequestParts<AppState> for ApiCaller {
 }
 
 /// The token of `Bearer <token>` (the scheme is case-insensitive, RFC 7235).
-fn bearer_token(header: &str) -> Option<&str> {
+pub fn bearer_token(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

@@ -2,15 +2,15 @@
 
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::{Path, State, rejection::PathRejection},
     http::Uri,
 };
 
 use super::{
     auth::ApiCaller,
     params::{
-        CallsParams, CursorKind, GapsParams, decode_cursor, encode_cursor, finish_page, page_limit,
-        parse_query,
+        CallsParams, CursorKind, GapsParams, MAX_GAP_AGE_SECS, check_call_filter, decode_cursor,
+        encode_cursor, finish_page, page_limit, parse_query,
     },
     view::{CallDetailView, CallPage, GapPage, mask_call, scoped},
 };
@@ -31,6 +31,7 @@ use crate::{
         (status = 200, description = "A page of calls", body = CallPage),
         (status = 400, description = "A parameter or the cursor cannot be used", body = ErrorBody),
         (status = 401, description = "No token, or not a configured one", body = ErrorBody),
+        (status = 403, description = "A masked token filtered on `number`, or on `user_data` holding a phone number (`filter_not_allowed`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable; retry", body = ErrorBody),
     )
 )]
@@ -40,10 +41,12 @@ pub async fn list(
     uri: Uri,
 ) -> Result<Json<CallPage>, ApiError> {
     let params: CallsParams = parse_query(&uri)?;
+    let filter = params.filter();
+    check_call_filter(&caller, &filter)?;
     let (calls, next_cursor) = page(
         &state,
         &caller,
-        &params.filter(),
+        &filter,
         CursorKind::Calls,
         params.cursor.as_deref(),
         params.limit,
@@ -80,6 +83,12 @@ pub async fn gaps(
     let older_than = params
         .older_than
         .unwrap_or(state.config.api.cdr_gap_after_secs);
+    if older_than > MAX_GAP_AGE_SECS {
+        return Err(ApiError::invalid_parameter(
+            "older_than",
+            format!("older_than must be at most {MAX_GAP_AGE_SECS} seconds (100 years)"),
+        ));
+    }
     let filter = CallFilter {
         app_key: params.app_key.clone(),
         cdr_missing_for: Some(std::time::Duration::from_secs(older_than)),
@@ -134,6 +143,7 @@ async fn page(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The call, its events, CDRs, requests and placed call", body = CallDetailView),
+        (status = 400, description = "The sessionId cannot be used (not UTF-8 once decoded, or a NUL)", body = ErrorBody),
         (status = 401, description = "No token, or not a configured one", body = ErrorBody),
         (status = 404, description = "No call with this sessionId", body = ErrorBody),
         (status = 503, description = "The database is unavailable; retry", body = ErrorBody),
@@ -142,8 +152,10 @@ async fn page(
 pub async fn detail(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path(session_id): Path<String>,
+    session_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CallDetailView>, ApiError> {
+    let Path(session_id) =
+        session_id.map_err(|e| ApiError::invalid_parameter("session_id", e.body_text()))?;
     let detail = read::call_detail(&state.pool, &session_id)
         .await
         .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?

@@ -5,8 +5,8 @@ use axum::{Json, extract::State, http::Uri};
 use super::{
     auth::ApiCaller,
     params::{
-        CdrsParams, CursorKind, decode_cursor, encode_cursor, finish_page, invalid_cursor,
-        page_limit, parse_query,
+        CdrsParams, CursorKind, check_cdr_filter, decode_cursor, encode_cursor, finish_page,
+        invalid_cursor, page_limit, parse_query,
     },
     view::{CdrPage, mask_cdr, scoped},
 };
@@ -27,6 +27,7 @@ use crate::{
         (status = 200, description = "A page of CDRs", body = CdrPage),
         (status = 400, description = "A parameter or the cursor cannot be used", body = ErrorBody),
         (status = 401, description = "No token, or not a configured one", body = ErrorBody),
+        (status = 403, description = "A masked token filtered on `number` (`filter_not_allowed`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable; retry", body = ErrorBody),
     )
 )]
@@ -36,6 +37,8 @@ pub async fn list(
     uri: Uri,
 ) -> Result<Json<CdrPage>, ApiError> {
     let params: CdrsParams = parse_query(&uri)?;
+    let filter = params.filter();
+    check_cdr_filter(&caller, &filter)?;
     let limit = page_limit(params.limit, &state.config.api)?;
     let after = match params.cursor.as_deref() {
         Some(cursor) => {
@@ -45,14 +48,9 @@ pub async fn list(
         }
         None => None,
     };
-    let mut cdrs = read::cdrs(
-        &state.pool,
-        &params.filter(),
-        after.as_ref(),
-        limit as i64 + 1,
-    )
-    .await
-    .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?;
+    let mut cdrs = read::cdrs(&state.pool, &filter, after.as_ref(), limit as i64 + 1)
+        .await
+        .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?;
     let next_cursor = finish_page(&mut cdrs, limit, |cdr| {
         let (at, id) = cdr.sort_key();
         encode_cursor(CursorKind::Cdrs, at, &id.to_string())

@@ -33,7 +33,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::{
     auth::ApiCaller,
-    params::{CallsExportParams, CdrsExportParams, parse_query},
+    params::{
+        CallsExportParams, CdrsExportParams, check_call_filter, check_cdr_filter, parse_query,
+    },
     view::{mask_call, mask_cdr},
 };
 use crate::{
@@ -66,6 +68,7 @@ pub struct ExportSlots(pub Arc<Semaphore>);
         (status = 200, description = "RFC 4180 CSV with a header row; columns as the fields of Call", content_type = "text/csv", body = String),
         (status = 400, description = "A parameter cannot be used", body = ErrorBody),
         (status = 401, description = "No token, or not a configured one", body = ErrorBody),
+        (status = 403, description = "A masked token filtered on `number`, or on `user_data` holding a phone number (`filter_not_allowed`)", body = ErrorBody),
         (status = 503, description = "Too many exports running, or the database is unavailable; retry", body = ErrorBody),
     )
 )]
@@ -76,7 +79,9 @@ pub async fn calls_csv(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let params: CallsExportParams = parse_query(&uri)?;
-    let query = read::calls_query(&params.filter(), None, None);
+    let filter = params.filter();
+    check_call_filter(&caller, &filter)?;
+    let query = read::calls_query(&filter, None, None);
     let mask = (caller.scope != TokenScope::Full).then_some(mask_call as fn(&mut CallRow));
     export::<CallRow>(&state, &slots, query, CallRow::COLUMNS, mask, "calls.csv").await
 }
@@ -92,6 +97,7 @@ pub async fn calls_csv(
         (status = 200, description = "RFC 4180 CSV with a header row; columns as the fields of Cdr (JSON columns as JSON text)", content_type = "text/csv", body = String),
         (status = 400, description = "A parameter cannot be used", body = ErrorBody),
         (status = 401, description = "No token, or not a configured one", body = ErrorBody),
+        (status = 403, description = "A masked token filtered on `number` (`filter_not_allowed`)", body = ErrorBody),
         (status = 503, description = "Too many exports running, or the database is unavailable; retry", body = ErrorBody),
     )
 )]
@@ -102,7 +108,9 @@ pub async fn cdrs_csv(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let params: CdrsExportParams = parse_query(&uri)?;
-    let query = read::cdrs_query(&params.filter(), None, None);
+    let filter = params.filter();
+    check_cdr_filter(&caller, &filter)?;
+    let query = read::cdrs_query(&filter, None, None);
     let mask = (caller.scope != TokenScope::Full).then_some(mask_cdr as fn(&mut CdrRow));
     export::<CdrRow>(&state, &slots, query, CdrRow::COLUMNS, mask, "cdrs.csv").await
 }

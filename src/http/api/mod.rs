@@ -12,35 +12,40 @@ pub mod view;
 
 use std::sync::Arc;
 
-use axum::{
-    Extension, Router,
-    routing::{get, post},
-};
+use axum::{Extension, http::Method};
 use tokio::sync::Semaphore;
 
-pub use auth::ApiCaller;
+pub use auth::{ApiCaller, bearer_token};
 
-use crate::app::AppState;
+use crate::http::Routes;
 
 /// The routes that answer within `http.request_timeout_ms` like every other.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/calls", get(calls::list))
-        .route("/v1/calls/{session_id}", get(calls::detail))
-        .route("/v1/gaps", get(calls::gaps))
-        .route("/v1/cdrs", get(cdrs::list))
-        .route("/v1/rejected", get(rejected::list))
-        .route("/v1/rejected/{id}/reprocess", post(rejected::reprocess_one))
+pub fn routes() -> Routes {
+    Routes::default()
+        .route(Method::GET, "/v1/calls", calls::list)
+        .route(Method::GET, "/v1/calls/{session_id}", calls::detail)
+        .route(Method::GET, "/v1/gaps", calls::gaps)
+        .route(Method::GET, "/v1/cdrs", cdrs::list)
+        .route(Method::GET, "/v1/rejected", rejected::list)
+        .route(
+            Method::POST,
+            "/v1/rejected/{id}/reprocess",
+            rejected::reprocess_one,
+        )
 }
 
 /// The routes that may run longer than `http.request_timeout_ms` and must not be cut by it: the
 /// CSV exports (bounded instead as `export` describes) and reprocessing everything (each
 /// callback commits on its own, so a cut run loses nothing and the next one finishes it).
-pub fn long_router(max_concurrent_exports: usize) -> Router<AppState> {
+pub fn long_routes(max_concurrent_exports: usize) -> Routes {
     let slots = export::ExportSlots(Arc::new(Semaphore::new(max_concurrent_exports)));
-    Router::new()
-        .route("/v1/calls.csv", get(export::calls_csv))
-        .route("/v1/cdrs.csv", get(export::cdrs_csv))
-        .layer(Extension(slots))
-        .route("/v1/rejected/reprocess", post(rejected::reprocess_all))
+    Routes::default()
+        .route(Method::GET, "/v1/calls.csv", export::calls_csv)
+        .route(Method::GET, "/v1/cdrs.csv", export::cdrs_csv)
+        .map(|exports| exports.layer(Extension(slots)))
+        .route(
+            Method::POST,
+            "/v1/rejected/reprocess",
+            rejected::reprocess_all,
+        )
 }

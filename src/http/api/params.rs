@@ -6,11 +6,25 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::ApiCaller;
 use crate::{
     config::ApiConfig,
     http::error::ApiError,
     store::read::{CallFilter, CdrFilter, RefusedFilter},
+    telemetry::{mask_numbers, mask_phone},
 };
+
+/// The exact filters of the call log on fields a masked token sees masked (`view::mask_call`),
+/// each with that field's masking: refused to such a token (`ApiCaller::may_filter`).
+pub fn check_call_filter(caller: &ApiCaller, filter: &CallFilter) -> Result<(), ApiError> {
+    caller.may_filter("number", filter.number.as_deref(), mask_phone)?;
+    caller.may_filter("user_data", filter.user_data.as_deref(), mask_numbers)
+}
+
+/// As `check_call_filter`, for CDRs (`view::mask_cdr`).
+pub fn check_cdr_filter(caller: &ApiCaller, filter: &CdrFilter) -> Result<(), ApiError> {
+    caller.may_filter("number", filter.number.as_deref(), mask_phone)
+}
 
 /// Reads the query string into `T`; a parameter that is unknown or cannot be read is a 400
 /// naming it (unknown ones too, so a typo does not silently widen a query).
@@ -286,13 +300,18 @@ impl CdrsExportParams {
     }
 }
 
+/// The largest `older_than` of `GET /v1/gaps`: 100 years. PostgreSQL's intervals and
+/// timestamps end not far beyond, and a larger age is a typo, not a question.
+pub const MAX_GAP_AGE_SECS: u64 = 100 * 365 * 24 * 3600;
+
 /// Paging of `GET /v1/gaps`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct GapsParams {
     /// Seconds since the call ended (or, with no end known, was last heard of) after which a
-    /// missing CDR counts as a gap (default api.cdr_gap_after_secs: 6 h 10 min).
+    /// missing CDR counts as a gap (default api.cdr_gap_after_secs: 6 h 10 min), at most 100
+    /// years.
     pub older_than: Option<u64>,
     pub app_key: Option<String>,
     /// `next_cursor` of the previous page.

@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::{Path, State, rejection::PathRejection},
     http::{StatusCode, Uri},
 };
 use uuid::Uuid;
@@ -100,9 +100,10 @@ pub async fn list(
 pub async fn reprocess_one(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ReprocessedView>, ApiError> {
     caller.require_full()?;
+    let Path(id) = id.map_err(|e| ApiError::invalid_parameter("id", e.body_text()))?;
     let id =
         Uuid::parse_str(&id).map_err(|_| ApiError::invalid_parameter("id", "id must be a UUID"))?;
     let done = ingest::reprocess(&state.pool, id, state.config.signature.mode)

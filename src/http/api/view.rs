@@ -4,10 +4,11 @@
 //! Masking (`telemetry::mask_phone`, `+8613800001111` → `+86*********11`) covers:
 //! - the number columns: calls caller, callee, display_number; call_events caller, called,
 //!   display_caller_num; cdrs bind_num, caller_num, callee_num, fwd_display_num, fwd_dst_num;
-//! - inside JSON (raw bodies, placed-call requests): every value under a key that names a number
-//!   (`caller`, `called`, and any key ending in `Num` or `Nbr`, e.g. `callerNum`, `calleeNbr`);
-//! - free text and free-form JSON (errors, `extra`): every run of five or more digits
-//!   (`telemetry::mask_numbers`).
+//! - free text that may quote a number (userData, digits keyed in, stateDesc, errors, the request
+//!   path, the eventType as written): every run of five or more digits
+//!   (`telemetry::mask_numbers`);
+//! - every JSON value (raw bodies, headers, placed-call requests and answers, errors, `extra`):
+//!   `telemetry::mask_json`, the one masking of JSON: any field at any depth, known or not.
 //!
 //! Raw bodies: with `full`, the exact bytes, as UTF-8 text when they are, else Base64. With
 //! `masked`, a body that is JSON is answered re-serialized with its numbers masked (key order and
@@ -25,7 +26,7 @@ use crate::{
     config::TokenScope,
     ingest::Reprocessed,
     store::read::{CallDetail, CallRow, CdrRow, EventRow, PlacedRow, RawRow},
-    telemetry::{mask_numbers, mask_phone},
+    telemetry::{mask_json, mask_numbers, mask_phone},
 };
 
 fn mask(value: &mut Option<String>) {
@@ -34,44 +35,16 @@ fn mask(value: &mut Option<String>) {
     }
 }
 
-/// Whether a JSON key of the platform's bodies or of our requests holds a phone number.
-fn is_number_key(key: &str) -> bool {
-    matches!(key, "caller" | "called") || key.ends_with("Num") || key.ends_with("Nbr")
-}
-
-/// Masks the values of number keys, at any depth.
-pub fn mask_number_fields(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, value) in map.iter_mut() {
-                match value {
-                    Value::String(number) if is_number_key(key) => *number = mask_phone(number),
-                    Value::Number(number) if is_number_key(key) => {
-                        *value = Value::String(mask_phone(&number.to_string()));
-                    }
-                    _ => mask_number_fields(value),
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(mask_number_fields),
-        _ => {}
+/// Free text that may quote a number (userData, digits keyed in).
+fn mask_text(value: &mut Option<String>) {
+    if let Some(text) = value {
+        *text = mask_numbers(text);
     }
 }
 
-/// Masks every run of five or more digits in every string, at any depth.
-pub fn mask_digit_runs(value: &mut Value) {
-    match value {
-        Value::String(text) => *text = mask_numbers(text),
-        Value::Object(map) => map.values_mut().for_each(mask_digit_runs),
-        Value::Array(items) => items.iter_mut().for_each(mask_digit_runs),
-        _ => {}
-    }
-}
-
-fn mask_json(value: &mut Option<Value>) {
+fn mask_json_field(value: &mut Option<Value>) {
     if let Some(value) = value {
-        mask_number_fields(value);
-        mask_digit_runs(value);
+        mask_json(value);
     }
 }
 
@@ -79,6 +52,8 @@ pub fn mask_call(call: &mut CallRow) {
     mask(&mut call.caller);
     mask(&mut call.callee);
     mask(&mut call.display_number);
+    mask_text(&mut call.user_data);
+    mask_text(&mut call.digits);
 }
 
 pub fn mask_cdr(cdr: &mut CdrRow) {
@@ -87,14 +62,18 @@ pub fn mask_cdr(cdr: &mut CdrRow) {
     mask(&mut cdr.callee_num);
     mask(&mut cdr.fwd_display_num);
     mask(&mut cdr.fwd_dst_num);
-    mask_json(&mut cdr.extra);
+    mask_text(&mut cdr.user_data);
+    mask_json_field(&mut cdr.extra);
 }
 
 pub fn mask_event(event: &mut EventRow) {
     mask(&mut event.caller);
     mask(&mut event.called);
     mask(&mut event.display_caller_num);
-    mask_json(&mut event.extra);
+    mask_text(&mut event.user_data);
+    mask_text(&mut event.digit_info);
+    mask_text(&mut event.state_desc);
+    mask_json_field(&mut event.extra);
 }
 
 /// Applies `mask` to `row` unless the scope is `full`.
@@ -188,10 +167,14 @@ impl RawCallbackView {
             reprocess_error: raw.reprocess_error,
         };
         if !full {
-            // The path may carry a query string, and errors may quote a value of the body.
+            // Anything here may come from the request: the path's query string, the headers,
+            // the eventType as written, errors quoting a value of the body. (The app key is
+            // the app's name, shown as is here as in calls and CDRs, and filtered on.)
             view.path = mask_numbers(&view.path);
-            mask_json(&mut view.error);
-            mask_json(&mut view.reprocess_error);
+            mask_json(&mut view.headers);
+            mask_text(&mut view.event_type);
+            mask_json_field(&mut view.error);
+            mask_json_field(&mut view.reprocess_error);
         }
         view
     }
@@ -209,7 +192,7 @@ fn body_view(body: Vec<u8>, full: bool) -> (Option<String>, BodyEncoding) {
     }
     match serde_json::from_slice::<Value>(&body) {
         Ok(mut json) => {
-            mask_number_fields(&mut json);
+            mask_json(&mut json);
             (Some(json.to_string()), BodyEncoding::MaskedJson)
         }
         Err(_) => (None, BodyEncoding::Omitted),
@@ -262,8 +245,12 @@ impl PlacedCallView {
             answered_at: placed.answered_at,
         };
         if scope != TokenScope::Full {
-            mask_number_fields(&mut view.request);
-            view.error = view.error.as_deref().map(mask_numbers);
+            // The platform's answer may quote a parameter it refused (1010002 names it).
+            mask_json(&mut view.request);
+            mask_json_field(&mut view.response);
+            mask_text(&mut view.result_desc);
+            mask_text(&mut view.user_data);
+            mask_text(&mut view.error);
         }
         view
     }
@@ -393,38 +380,20 @@ impl ReprocessAllView {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
-    fn numbers_inside_bodies_are_masked_wherever_they_are() {
-        let mut body = json!({
-            "eventType": "fee",
-            "feeLst": [{"sessionId": "1201_612_4294967295_20190124030424@h", "callerNum": "+8613800001111",
-                        "calleeNum": 8613800002222_u64, "fwdDstNum": "+8613800003333", "bindNum": "+867550000000"}],
-            "statusInfo": {"caller": "+8613800004444", "called": "+8613800005555", "displayCallerNum": "+8613800006666"}
-        });
-        mask_number_fields(&mut body);
-        let text = body.to_string();
-        for number in [
-            "8613800001111",
-            "8613800002222",
-            "8613800003333",
-            "867550000000",
-            "8613800004444",
-            "8613800005555",
-            "8613800006666",
-        ] {
-            assert!(!text.contains(number), "{number} in {text}");
+    fn masked_bodies_hide_numbers_in_fields_no_key_names() {
+        let body =
+            br#"{"eventType":"callout","statusInfo":{"sessionId":"s-1","userData":"13800001111",
+            "caller":"+8613800002222","surprise":{"note":"ring +8613800003333"}}}"#;
+        let (Some(masked), BodyEncoding::MaskedJson) = body_view(body.to_vec(), false) else {
+            panic!("a JSON body is shown masked");
+        };
+        for number in ["13800001111", "8613800002222", "8613800003333"] {
+            assert!(!masked.contains(number), "{number} in {masked}");
         }
-        assert_eq!(body["feeLst"][0]["callerNum"], "+86*********11");
-        assert_eq!(body["feeLst"][0]["calleeNum"], "86*********22");
-        // The session id is not a number field and stays usable.
-        assert_eq!(
-            body["feeLst"][0]["sessionId"],
-            "1201_612_4294967295_20190124030424@h"
-        );
+        assert!(masked.contains(r#""sessionId":"s-1""#), "{masked}");
     }
 
     #[test]
