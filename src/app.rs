@@ -79,7 +79,7 @@ impl Application {
         // Before touching the database or the spool: a configuration that cannot work must not
         // create either.
         config.validate()?;
-        let (spool, recovery) = Spool::open(config.spool.limits())?;
+        let (spool, recovery) = Spool::open((&config.spool).into())?;
         if recovery.records > 0 {
             tracing::info!(records = recovery.records, dir = %spool.dir().display(), "spool holds receipts from before; draining them");
         }

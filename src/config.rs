@@ -145,17 +145,6 @@ pub struct SpoolConfig {
     pub segment_bytes: u64,
 }
 
-impl SpoolConfig {
-    pub fn limits(&self) -> crate::ingest::spool::SpoolLimits {
-        crate::ingest::spool::SpoolLimits {
-            dir: self.dir.clone(),
-            max_bytes: self.max_bytes,
-            max_age: Duration::from_secs(self.max_age_secs),
-            segment_bytes: self.segment_bytes,
-        }
-    }
-}
-
 /// The projector: typed rows, outcomes and the call log from receipts (see `ingest::projector`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

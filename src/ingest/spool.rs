@@ -42,6 +42,17 @@ pub struct SpoolLimits {
     pub segment_bytes: u64,
 }
 
+impl From<&crate::config::SpoolConfig> for SpoolLimits {
+    fn from(config: &crate::config::SpoolConfig) -> Self {
+        Self {
+            dir: config.dir.clone(),
+            max_bytes: config.max_bytes,
+            max_age: std::time::Duration::from_secs(config.max_age_secs),
+            segment_bytes: config.segment_bytes,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     /// A bound of `[spool]` is reached: nothing was written.

@@ -173,6 +173,12 @@ impl Facts {
 /// cannot meet locks that other software takes in the same database.
 const CALL_LOCK_SPACE: i32 = 0x0ca1_1100;
 
+/// Calls are locked by bucket of their sessionId's hash, not one lock each: a projection batch
+/// of fee lists touches thousands of calls, and one advisory lock per call ran PostgreSQL's lock
+/// table (max_locks_per_transaction × max_connections) out of shared memory. Two writers of
+/// different calls in one bucket wait for each other; that costs little, and is still correct.
+const CALL_LOCK_BUCKETS: i32 = 512;
+
 /// Recomputes the `calls` rows of `sessions` from everything stored about them: three
 /// statements however many calls.
 pub async fn refresh(connection: &mut PgConnection, sessions: &[String]) -> Result<(), StoreError> {
@@ -184,11 +190,12 @@ pub async fn refresh(connection: &mut PgConnection, sessions: &[String]) -> Resu
     }
     sqlx::query(
         "select pg_advisory_xact_lock($1, k)
-         from (select distinct hashtext(s) as k from unnest($2::text[]) as s) as keys
+         from (select distinct abs(hashtext(s) % $3) as k from unnest($2::text[]) as s) as keys
          order by k",
     )
     .bind(CALL_LOCK_SPACE)
     .bind(&sessions)
+    .bind(CALL_LOCK_BUCKETS)
     .execute(&mut *connection)
     .await?;
     let facts: Vec<Facts> = sqlx::query_as(FETCH_FACTS)

@@ -348,6 +348,10 @@ pub async fn backlog(connection: &mut PgConnection) -> Result<i64, StoreError> {
 
 /// PostgreSQL text cannot hold NUL. The raw row must always be writable (it is where bad input
 /// is kept), so its text columns swap NUL for U+FFFD; the body column keeps the exact bytes.
-fn pg_text(value: &str) -> String {
-    value.replace('\0', "\u{FFFD}")
+fn pg_text(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains('\0') {
+        value.replace('\0', "\u{FFFD}").into()
+    } else {
+        value.into()
+    }
 }
