@@ -181,7 +181,7 @@ impl Application {
         // What was acknowledged during the last moments is projected before exit, within a
         // bound; anything left is projected at the next start (or by another replica).
         if state.durability.schema_ready() {
-            let batch = i64::try_from(state.config.projector.batch).unwrap_or(i64::MAX);
+            let batch = ingest::projector::Batch::of(&state.config.projector);
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
                 while let Ok(claimed) = ingest::projector::project_next(&state.pool, batch).await
                     && claimed > 0

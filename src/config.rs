@@ -151,6 +151,7 @@ pub struct SpoolConfig {
 pub struct ProjectorConfig {
     pub workers: usize,
     pub batch: usize,
+    pub batch_bytes: usize,
     pub poll_interval_ms: u64,
 }
 
@@ -402,8 +403,13 @@ impl Config {
         if ingest.max_concurrent_requests == 0 {
             return invalid("ingest.max_concurrent_requests must be at least 1");
         }
-        if self.projector.workers == 0 || self.projector.batch == 0 {
-            return invalid("projector.workers and projector.batch must be at least 1");
+        if self.projector.workers == 0
+            || self.projector.batch == 0
+            || self.projector.batch_bytes == 0
+        {
+            return invalid(
+                "projector.workers, projector.batch and projector.batch_bytes must be at least 1",
+            );
         }
         if self.spool.dir.as_os_str().is_empty() {
             return invalid("spool.dir must name a directory");

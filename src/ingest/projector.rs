@@ -224,7 +224,7 @@ fn unstorable() -> Value {
 /// Projects what this and other replicas keep, until the process ends.
 pub async fn run(durability: Arc<Durability>, config: ProjectorConfig) {
     let poll = Duration::from_millis(config.poll_interval_ms);
-    let batch = i64::try_from(config.batch).unwrap_or(i64::MAX);
+    let batch = Batch::of(&config);
     let mut failing = false;
     loop {
         if !durability.schema_ready() {
@@ -234,7 +234,7 @@ pub async fn run(durability: Arc<Durability>, config: ProjectorConfig) {
         match project_next(&durability.pool, batch).await {
             Ok(claimed) => {
                 failing = false;
-                if claimed < batch as usize {
+                if claimed < config.batch {
                     let _ = tokio::time::timeout(poll, durability.projector_nudge.notified()).await;
                 }
             }
@@ -251,8 +251,24 @@ pub async fn run(durability: Arc<Durability>, config: ProjectorConfig) {
 
 const CONFLICT_ATTEMPTS: u32 = 5;
 
+/// How much one projection transaction takes (`[projector]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Batch {
+    pub receipts: i64,
+    pub bytes: i64,
+}
+
+impl Batch {
+    pub fn of(config: &ProjectorConfig) -> Self {
+        Self {
+            receipts: i64::try_from(config.batch).unwrap_or(i64::MAX),
+            bytes: i64::try_from(config.batch_bytes).unwrap_or(i64::MAX),
+        }
+    }
+}
+
 /// Claims and projects the next batch. Returns how many receipts it claimed.
-pub async fn project_next(pool: &PgPool, batch: i64) -> Result<usize, StoreError> {
+pub async fn project_next(pool: &PgPool, batch: Batch) -> Result<usize, StoreError> {
     let mut attempt = 1;
     loop {
         let mut connection = pool.acquire().await?;
@@ -262,7 +278,7 @@ pub async fn project_next(pool: &PgPool, batch: i64) -> Result<usize, StoreError
         sqlx::query("set local plan_cache_mode = force_custom_plan")
             .execute(&mut *tx)
             .await?;
-        let claimed = raw::claim_unprojected(&mut tx, batch).await?;
+        let claimed = raw::claim_unprojected(&mut tx, batch.receipts, batch.bytes).await?;
         if claimed.is_empty() {
             tx.commit().await?;
             return Ok(0);

@@ -207,20 +207,30 @@ pub struct KeptReceipt {
 
 const KEPT_COLUMNS: &str = "id, received_at, body, nonce, outcome, reprocessed_at, method, body_truncated, signature_verdict";
 
-/// Locks up to `limit` receipts not projected yet, oldest first. Receipts another projector
-/// holds are skipped, not waited for, so replicas share the work without doing it twice; and
-/// since this asks for every unprojected receipt rather than those after a cursor, one whose
-/// transaction committed late is found all the same.
+/// Locks up to `limit` receipts not projected yet, oldest first, stopping once their bodies
+/// reach `max_bytes` (always at least one), so a batch of fee lists stays small in memory.
+/// Receipts another projector holds are skipped, not waited for, so replicas share the work
+/// without doing it twice; and since this asks for every unprojected receipt rather than those
+/// after a cursor, one whose transaction committed late is found all the same.
 pub async fn claim_unprojected(
     connection: &mut PgConnection,
     limit: i64,
+    max_bytes: i64,
 ) -> Result<Vec<KeptReceipt>, StoreError> {
     let sql = format!(
-        "select {KEPT_COLUMNS} from raw_callbacks where outcome = 'received'
-         order by id limit $1 for update skip locked"
+        "select {KEPT_COLUMNS} from raw_callbacks
+         where outcome = 'received' and id in (
+             select id from (
+                 select id, coalesce(sum(octet_length(body)) over (
+                     order by id rows between unbounded preceding and 1 preceding), 0) as before
+                 from raw_callbacks where outcome = 'received' order by id limit $1
+             ) as queued
+             where before < $2)
+         order by id for update skip locked"
     );
     Ok(sqlx::query_as(&sql)
         .bind(limit)
+        .bind(max_bytes)
         .fetch_all(connection)
         .await?)
 }

@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, path::Path, sync::Arc, time::Duration};
 
-use callhook::{config::Config, store};
+use callhook::store;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
@@ -13,23 +13,8 @@ use crate::helpers::{
     status_body, temp_spool_dir, wait_for_projection, wait_until_healthy, with_test_app,
 };
 
-/// A proxy in front of the test's database, and a pool that goes through it.
 async fn proxied(pool: &PgPool) -> (ChaosProxy, PgPool) {
-    let options = (*pool.connect_options()).clone();
-    let upstream = format!("{}:{}", options.get_host(), options.get_port());
-    let proxy = ChaosProxy::start(
-        tokio::net::lookup_host(upstream)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
-    let mut database = Config::defaults().database;
-    database.acquire_timeout_ms = 500;
-    let through = store::pool_options(&database)
-        .connect_lazy_with(options.host("127.0.0.1").port(proxy.addr.port()));
-    (proxy, through)
+    ChaosProxy::in_front_of(pool, 500).await
 }
 
 fn proxied_url(pool: &PgPool, proxy: &ChaosProxy) -> String {

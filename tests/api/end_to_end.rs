@@ -13,7 +13,6 @@ use callhook::{
         push::PushStats,
         scenario::Outcome,
     },
-    store,
 };
 use sqlx::PgPool;
 use tokio::sync::oneshot;
@@ -199,22 +198,7 @@ async fn calls_placed_on_the_simulator_arrive_in_postgres_exactly_once(pool: PgP
 /// status event nor re-pushes the CDR; once the database is back each lands exactly once.
 #[sqlx::test]
 async fn pushes_during_an_outage_are_acknowledged_and_land_exactly_once(pool: PgPool) {
-    let options = (*pool.connect_options()).clone();
-    let upstream = format!("{}:{}", options.get_host(), options.get_port());
-    let proxy = ChaosProxy::start(
-        tokio::net::lookup_host(upstream)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
-    let mut database = Config::defaults().database;
-    database.acquire_timeout_ms = 300;
-    let proxied = store::pool_options(&database)
-        .connect_with(options.host("127.0.0.1").port(proxy.addr.port()))
-        .await
-        .unwrap();
+    let (proxy, proxied) = ChaosProxy::in_front_of(&pool, 300).await;
     let receiver = spawn_app_with(proxied, with_test_app).await;
     let mut config = configs(&receiver, APP_SECRET);
     let platform = start_platform(&config).await;

@@ -372,6 +372,27 @@ impl ChaosProxy {
         Self { addr, down, cut }
     }
 
+    /// A proxy in front of the test database's server, and a pool to the test database through
+    /// it (connecting lazily, so it can be made while the proxy is down). Its
+    /// `acquire_timeout_ms` is short, so an outage shows quickly.
+    pub async fn in_front_of(pool: &PgPool, acquire_timeout_ms: u64) -> (Self, PgPool) {
+        let options = (*pool.connect_options()).clone();
+        let upstream = format!("{}:{}", options.get_host(), options.get_port());
+        let proxy = Self::start(
+            tokio::net::lookup_host(upstream)
+                .await
+                .unwrap()
+                .next()
+                .unwrap(),
+        )
+        .await;
+        let mut database = callhook::config::Config::defaults().database;
+        database.acquire_timeout_ms = acquire_timeout_ms;
+        let through = callhook::store::pool_options(&database)
+            .connect_lazy_with(options.host("127.0.0.1").port(proxy.addr.port()));
+        (proxy, through)
+    }
+
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
         if down {

@@ -1,9 +1,6 @@
 //! Operations endpoints (liveness, readiness, metrics) and request ids.
 
-use callhook::{
-    config::{Config, SignatureMode},
-    store,
-};
+use callhook::config::SignatureMode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -60,20 +57,7 @@ async fn readyz_answers_ready_with_a_migrated_database(pool: PgPool) {
 
 /// An app whose database is behind a proxy that is down before it starts, with a small spool.
 async fn app_without_database(pool: &PgPool) -> (ChaosProxy, TestApp) {
-    let options = (*pool.connect_options()).clone();
-    let upstream = format!("{}:{}", options.get_host(), options.get_port());
-    let proxy = ChaosProxy::start(
-        tokio::net::lookup_host(upstream)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
-    let mut database = Config::defaults().database;
-    database.acquire_timeout_ms = 300;
-    let through = store::pool_options(&database)
-        .connect_lazy_with(options.host("127.0.0.1").port(proxy.addr.port()));
+    let (proxy, through) = ChaosProxy::in_front_of(pool, 300).await;
     proxy.set_down(true);
     let app = spawn_app_with(through, |c| {
         c.spool.segment_bytes = 4096;

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use callhook::{config::Config, store};
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,22 +16,7 @@ use crate::helpers::{
 /// re-push of it is a duplicate: stored exactly once, nothing half-written.
 #[sqlx::test]
 async fn a_database_outage_is_acknowledged_from_the_spool_and_stored_once_after(pool: PgPool) {
-    let options = (*pool.connect_options()).clone();
-    let upstream = format!("{}:{}", options.get_host(), options.get_port());
-    let proxy = ChaosProxy::start(
-        tokio::net::lookup_host(upstream)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
-    let mut database = Config::defaults().database;
-    database.acquire_timeout_ms = 1000;
-    let proxied = store::pool_options(&database)
-        .connect_with(options.host("127.0.0.1").port(proxy.addr.port()))
-        .await
-        .unwrap();
+    let (proxy, proxied) = ChaosProxy::in_front_of(&pool, 1000).await;
     let app = spawn_app_with(proxied, |_| {}).await;
     let batch = fee_body("outage", 5);
     let before = app

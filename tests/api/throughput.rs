@@ -44,12 +44,17 @@ fn receipt(body: String) -> Receipt {
     }
 }
 
+const BATCH: projector::Batch = projector::Batch {
+    receipts: 512,
+    bytes: 1 << 20,
+};
+
 /// Keeps receipts as the receiver does, then projects them as the projector does.
 async fn keep_and_project(pool: &PgPool, receipts: &[Receipt]) -> Vec<(String, Option<String>)> {
     let mut connection = pool.acquire().await.unwrap();
     let refs: Vec<&Receipt> = receipts.iter().collect();
     raw::insert(&mut connection, &refs).await.unwrap();
-    let claimed = projector::project_next(pool, 512).await.unwrap();
+    let claimed = projector::project_next(pool, BATCH).await.unwrap();
     assert_eq!(claimed, receipts.len());
     sqlx::query_as("select outcome, error->>'code' from raw_callbacks order by id")
         .fetch_all(pool)
@@ -101,7 +106,7 @@ async fn a_batch_projects_each_receipt_with_its_own_outcome(pool: PgPool) {
     let outcomes: Vec<&str> = outcomes.iter().map(|(o, _)| o.as_str()).collect();
     assert_eq!(outcomes, ["stored", "stored", "duplicate"]);
     assert_eq!(
-        projector::project_next(&pool, 512).await.unwrap(),
+        projector::project_next(&pool, BATCH).await.unwrap(),
         0,
         "nothing left to project"
     );
@@ -301,4 +306,31 @@ async fn sigterm_stops_the_binary_cleanly(pool: PgPool) {
             .await
             .unwrap();
     assert_eq!(stored, 1);
+}
+
+/// A batch stops once its bodies reach `projector.batch_bytes` (but takes at least one), so a
+/// backlog of large fee lists is projected in transactions of bounded size.
+#[sqlx::test]
+async fn a_batch_is_bounded_by_the_bytes_of_its_bodies(pool: PgPool) {
+    let big = |session: &str| {
+        receipt(status_body(
+            "callout",
+            session,
+            json!({"padding": "x".repeat(600 << 10)}),
+        ))
+    };
+    let receipts = [big("big-1"), big("big-2"), big("big-3")];
+    let mut connection = pool.acquire().await.unwrap();
+    let refs: Vec<&Receipt> = receipts.iter().collect();
+    raw::insert(&mut connection, &refs).await.unwrap();
+
+    let claimed: Vec<usize> = [
+        projector::project_next(&pool, BATCH).await.unwrap(),
+        projector::project_next(&pool, BATCH).await.unwrap(),
+        projector::project_next(&pool, BATCH).await.unwrap(),
+    ]
+    .into();
+
+    // 0 + 600 KiB < 1 MiB: two in the first batch; the third starts the next one.
+    assert_eq!(claimed, [2, 1, 0]);
 }
