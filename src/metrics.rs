@@ -22,7 +22,7 @@ pub const PLACED_CALLS_TOTAL: &str = "callhook_placed_calls_total";
 pub const CALLBACK_DURATION_SECONDS: &str = "callhook_callback_duration_seconds";
 /// Callbacks waiting for a writer (group commit queue).
 pub const INGEST_QUEUE_DEPTH: &str = "callhook_ingest_queue_depth";
-/// Requests committed together in one transaction.
+/// Receipts kept together with one INSERT (group commit).
 pub const INGEST_GROUP_SIZE: &str = "callhook_ingest_group_size";
 /// Receipts kept in the local spool because the database could not take them.
 pub const SPOOLED_RECEIPTS_TOTAL: &str = "callhook_spooled_receipts_total";
@@ -134,7 +134,7 @@ fn describe() {
     describe_gauge!(INGEST_QUEUE_DEPTH, "Callbacks waiting for a writer.");
     describe_histogram!(
         INGEST_GROUP_SIZE,
-        "Requests committed together in one transaction."
+        "Receipts kept together with one INSERT (group commit)."
     );
     describe_counter!(
         SPOOLED_RECEIPTS_TOTAL,
