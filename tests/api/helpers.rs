@@ -185,9 +185,12 @@ impl Drop for TestApp {
     }
 }
 
-/// A spool directory of its own for one app or binary of a test.
+/// A spool directory of its own for one app or binary of a test, under cargo's scratch
+/// directory for integration tests (inside target/, so what a killed binary leaves behind goes
+/// with `cargo clean`).
 pub fn temp_spool_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("callhook-test-spool-{}", uuid::Uuid::new_v4()))
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("callhook-test-spool-{}", uuid::Uuid::new_v4()))
 }
 
 /// Whether a spool directory holds segments still to drain.
