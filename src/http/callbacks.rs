@@ -169,8 +169,7 @@ const UNRECOGNIZED: &str = "unrecognized";
 async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Response {
     let started = Instant::now();
     let Ok(_slot) = state.callback_slots.clone().try_acquire_owned() else {
-        let answer = not_kept_answer(NotKept::Overloaded, state.config.http.retry_after_secs);
-        return finish((answer, "unavailable"), "unknown", started);
+        return too_many_requests(&state, started);
     };
     let (parts, body) = request.into_parts();
     let limit = state.config.http.body_limit_bytes;
@@ -253,18 +252,24 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
     };
     let retry_after = state.config.http.retry_after_secs;
     let answer = match state.receipts.keep(receipt, on_replay).await {
-        (receipt, Ok(_)) if receipt.outcome == Outcome::Unauthorized => {
+        Ok((receipt, _)) if receipt.outcome == Outcome::Unauthorized => {
             metrics::counter!(m::REJECTIONS_TOTAL, "reason" => "signature_replayed").increment(1);
             let error = ApiError::unauthorized(Verdict::Replayed);
             (error.into_response(), "unauthorized")
         }
-        (receipt, Ok(kept_in)) => (acknowledge(&receipt, label, kept_in), label),
-        (_, Err(not_kept)) => (
+        Ok((receipt, kept_in)) => (acknowledge(&receipt, label, kept_in), label),
+        Err(not_kept) => (
             not_kept_answer(not_kept, retry_after),
             not_kept_label(not_kept),
         ),
     };
     finish(answer, kind, started)
+}
+
+/// The 503 of a callback request beyond `ingest.max_concurrent_requests`.
+fn too_many_requests(state: &AppState, started: Instant) -> Response {
+    let answer = not_kept_answer(NotKept::Overloaded, state.config.http.retry_after_secs);
+    finish((answer, "unavailable"), "unknown", started)
 }
 
 fn not_kept_answer(not_kept: NotKept, retry_after: u64) -> Response {
@@ -284,8 +289,7 @@ fn not_kept_label(not_kept: NotKept) -> &'static str {
 async fn wrong_method(state: AppState, endpoint: Endpoint, request: Request) -> Response {
     let started = Instant::now();
     let Ok(_slot) = state.callback_slots.clone().try_acquire_owned() else {
-        let answer = not_kept_answer(NotKept::Overloaded, state.config.http.retry_after_secs);
-        return finish((answer, "unavailable"), "unknown", started);
+        return too_many_requests(&state, started);
     };
     let (parts, body) = request.into_parts();
     let (body, truncated) = match read_limited(body, state.config.http.body_limit_bytes).await {
@@ -320,8 +324,8 @@ async fn refuse(
     receipt.error = Some(error.to_json());
     let label = outcome.as_str();
     match state.receipts.keep_refused(receipt).await {
-        (_, Ok(_)) => (error.into_response(), label),
-        (_, Err(not_kept)) => (
+        Ok(_) => (error.into_response(), label),
+        Err(not_kept) => (
             not_kept_answer(not_kept, state.config.http.retry_after_secs),
             not_kept_label(not_kept),
         ),

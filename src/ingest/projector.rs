@@ -216,9 +216,26 @@ fn count<E>(parsed: &[Result<Callback, E>], projected: &[Projected]) {
     }
 }
 
-/// The error kept for a receipt whose rows PostgreSQL refuses to store (a value it cannot hold).
-fn unstorable() -> Value {
-    json!({"code": "unstorable_value", "message": "the callback holds a value PostgreSQL cannot store"})
+/// Records a receipt whose rows PostgreSQL refuses to store (a value it cannot hold) as
+/// rejected with that reason, in a transaction of its own: nothing of its rows may stay.
+async fn keep_unstorable(
+    pool: &PgPool,
+    id: Uuid,
+    column: OutcomeColumn,
+) -> Result<Projected, StoreError> {
+    let projected = Projected {
+        id,
+        outcome: Outcome::Rejected,
+        error: Some(json!({
+            "code": "unstorable_value",
+            "message": "the callback holds a value PostgreSQL cannot store",
+        })),
+        records: None,
+    };
+    let mut tx = pool.begin().await?;
+    raw::set_outcomes(&mut tx, &[(&projected, column)]).await?;
+    tx.commit().await?;
+    Ok(projected)
 }
 
 /// Projects what this and other replicas keep, until the process ends.
@@ -331,15 +348,7 @@ async fn project_alone(pool: &PgPool, ids: &[Uuid]) -> Result<(), StoreError> {
             Err(StoreError::Refused(error)) => {
                 tracing::info!(error = %mask_numbers(&error.to_string()), callback_id = %id, "database refused a value of a receipt");
                 drop(tx);
-                let mut tx = pool.begin().await?;
-                let projected = Projected {
-                    id: *id,
-                    outcome: Outcome::Rejected,
-                    error: Some(unstorable()),
-                    records: None,
-                };
-                raw::set_outcomes(&mut tx, &[(&projected, OutcomeColumn::Outcome)]).await?;
-                tx.commit().await?;
+                keep_unstorable(pool, *id, OutcomeColumn::Outcome).await?;
             }
             Err(other) => return Err(other),
         }
@@ -443,18 +452,9 @@ pub async fn reprocess(
             projection.projected.remove(0)
         }
         Err(StoreError::Refused(_)) => {
-            // Still unstorable (e.g. a NUL character): nothing of it may stay.
+            // Still unstorable (e.g. a NUL character).
             drop(tx);
-            let mut tx = pool.begin().await?;
-            let projected = Projected {
-                id,
-                outcome: Outcome::Rejected,
-                error: Some(unstorable()),
-                records: None,
-            };
-            raw::set_outcomes(&mut tx, &[(&projected, OutcomeColumn::Reprocess)]).await?;
-            tx.commit().await?;
-            projected
+            keep_unstorable(pool, id, OutcomeColumn::Reprocess).await?
         }
         Err(other) => return Err(other),
     };

@@ -72,7 +72,7 @@ pub enum OnReplay {
 struct Pending {
     receipt: Receipt,
     on_replay: OnReplay,
-    reply: oneshot::Sender<(Receipt, Result<KeptIn, NotKept>)>,
+    reply: oneshot::Sender<Result<(Receipt, KeptIn), NotKept>>,
     _refusal: Option<OwnedSemaphorePermit>,
 }
 
@@ -91,7 +91,7 @@ pub struct Durability {
     spooled: Notify,
     /// Nonces of valid signatures spooled while the database was away: the only replay
     /// protection there is then (the database's unique index catches the rest when drained).
-    spooled_nonces: std::sync::Mutex<HashMap<(String, String), Instant>>,
+    spooled_nonces: std::sync::Mutex<SpooledNonces>,
     nonce_retention: Duration,
     commit_timeout: Duration,
 }
@@ -110,7 +110,10 @@ impl Durability {
             schema_ready: AtomicBool::new(false),
             projector_nudge: Notify::new(),
             spooled: Notify::new(),
-            spooled_nonces: std::sync::Mutex::new(HashMap::new()),
+            spooled_nonces: std::sync::Mutex::new(SpooledNonces {
+                seen: HashMap::new(),
+                pruned: Instant::now(),
+            }),
             nonce_retention,
             commit_timeout: config.commit_timeout(),
         }
@@ -152,6 +155,13 @@ impl Durability {
     }
 }
 
+/// Nonces of valid signatures spooled, with when; expired ones are pruned now and then, not
+/// on every group (the map can hold hours of nonces during a long outage).
+struct SpooledNonces {
+    seen: HashMap<(String, String), Instant>,
+    pruned: Instant,
+}
+
 #[derive(Clone)]
 pub struct ReceiptWriter {
     sender: mpsc::Sender<Pending>,
@@ -185,15 +195,15 @@ impl ReceiptWriter {
         &self,
         receipt: Receipt,
         on_replay: OnReplay,
-    ) -> (Receipt, Result<KeptIn, NotKept>) {
+    ) -> Result<(Receipt, KeptIn), NotKept> {
         self.submit(receipt, on_replay, None).await
     }
 
     /// Keeps a refused request. Refusals share the queue but only up to
     /// `ingest.max_queued_refusals` at once, so junk cannot starve real callbacks.
-    pub async fn keep_refused(&self, receipt: Receipt) -> (Receipt, Result<KeptIn, NotKept>) {
+    pub async fn keep_refused(&self, receipt: Receipt) -> Result<(Receipt, KeptIn), NotKept> {
         let Ok(permit) = self.refusals.clone().try_acquire_owned() else {
-            return (receipt, Err(NotKept::Overloaded));
+            return Err(NotKept::Overloaded);
         };
         self.submit(receipt, OnReplay::Accept, Some(permit)).await
     }
@@ -203,9 +213,8 @@ impl ReceiptWriter {
         receipt: Receipt,
         on_replay: OnReplay,
         refusal: Option<OwnedSemaphorePermit>,
-    ) -> (Receipt, Result<KeptIn, NotKept>) {
+    ) -> Result<(Receipt, KeptIn), NotKept> {
         let (reply, answer) = oneshot::channel();
-        let id = receipt.id;
         let queued = self.sender.try_send(Pending {
             receipt,
             on_replay,
@@ -214,40 +223,13 @@ impl ReceiptWriter {
         });
         metrics::gauge!(m::INGEST_QUEUE_DEPTH).set((self.capacity - self.sender.capacity()) as f64);
         match queued {
-            Ok(()) => match answer.await {
-                Ok(kept) => kept,
-                // The writer was lost (it panicked and is being restarted): the receipt's fate is
-                // unknown, so it must not be acknowledged.
-                Err(_) => (lost_receipt(id), Err(NotKept::Failed)),
-            },
-            Err(
-                mpsc::error::TrySendError::Full(pending)
-                | mpsc::error::TrySendError::Closed(pending),
-            ) => (pending.receipt, Err(NotKept::Overloaded)),
+            // The writer may be lost (it panicked and is being restarted): the receipt's fate is
+            // then unknown, so it must not be acknowledged.
+            Ok(()) => answer.await.unwrap_or(Err(NotKept::Failed)),
+            Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) => {
+                Err(NotKept::Overloaded)
+            }
         }
-    }
-}
-
-/// Stands in for a receipt a panicked writer took with it; only its id is known.
-fn lost_receipt(id: Uuid) -> Receipt {
-    Receipt {
-        id,
-        received_at: time::OffsetDateTime::now_utc(),
-        endpoint: "events",
-        method: String::new(),
-        path: String::new(),
-        peer_addr: None,
-        headers: Value::Null,
-        body: bytes::Bytes::new(),
-        body_truncated: false,
-        event_type: None,
-        app_key: None,
-        nonce: None,
-        signature_verdict: Verdict::NotChecked,
-        request_id: None,
-        outcome: Outcome::Rejected,
-        http_status: 500,
-        error: None,
     }
 }
 
@@ -297,7 +279,9 @@ async fn write(
         let result = keep_group(&durability, &mut connection, &mut group).await;
         for pending in group {
             // The requester may have gone (client disconnected); the receipt stands either way.
-            let _ = pending.reply.send((pending.receipt, result));
+            let _ = pending
+                .reply
+                .send(result.map(|kept_in| (pending.receipt, kept_in)));
         }
     }
 }
@@ -407,14 +391,21 @@ async fn spool_group(
             .unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let retention = durability.nonce_retention;
-        seen.retain(|_, at| now.duration_since(*at) < retention);
+        if now.duration_since(seen.pruned) > Duration::from_secs(1) {
+            seen.seen
+                .retain(|_, at| now.duration_since(*at) < retention);
+            seen.pruned = now;
+        }
         for pending in group.iter_mut() {
             let receipt = &pending.receipt;
             if receipt.signature_verdict != Verdict::Valid {
                 continue;
             }
             if let (Some(app), Some(nonce)) = (&receipt.app_key, &receipt.nonce)
-                && seen.insert((app.clone(), nonce.clone()), now).is_some()
+                && seen
+                    .seen
+                    .insert((app.clone(), nonce.clone()), now)
+                    .is_some_and(|at| now.duration_since(at) < retention)
             {
                 mark_replayed(pending);
             }
