@@ -120,7 +120,7 @@ mod tests {
     use super::*;
 
     /// Known answers computed with Python's hashlib/hmac by `tests/fixtures/outbound_auth_vectors.py`.
-    const VECTORS: &str = include_str!("../../tests/fixtures/outbound_auth_vectors.json");
+    const VECTORS: &str = include_str!("../../../tests/fixtures/outbound_auth_vectors.json");
 
     #[derive(Deserialize)]
     struct Vector {
