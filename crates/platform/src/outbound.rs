@@ -36,7 +36,7 @@ impl AuthScheme {
     /// The fixed `Authorization` header value.
     pub fn authorization(self) -> &'static str {
         match self {
-            Self::Aksk => r#"AKSK realm="SDP",profile="UsernameToken",type="Appkey""#,
+            Self::Aksk => super::signature::AKSK_AUTHORIZATION,
             Self::Wsse => r#"WSSE realm="SDP",profile="UsernameToken",type="Appkey""#,
         }
     }
