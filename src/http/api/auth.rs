@@ -25,8 +25,7 @@ impl ApiCaller {
         if self.scope == TokenScope::Full {
             Ok(())
         } else {
-            Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
+            Err(ApiError::forbidden(
                 "scope_insufficient",
                 "this needs a token with scope \"full\"",
             ))
@@ -47,17 +46,14 @@ impl ApiCaller {
         mask: fn(&str) -> String,
     ) -> Result<(), ApiError> {
         match value {
-            Some(value) if !self.full() && mask(value) != value => Err(ApiError {
+            Some(value) if !self.full() && mask(value) != value => Err(ApiError::Forbidden {
                 field: Some(parameter.into()),
-                ..ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "filter_not_allowed",
-                    format!(
-                        "a token with scope \"masked\" cannot filter on {parameter} by a phone number: \
+                code: "filter_not_allowed",
+                message: format!(
+                    "a token with scope \"masked\" cannot filter on {parameter} by a phone number: \
                          whether rows come back would confirm a number it is not shown; use a token \
                          with scope \"full\""
-                    ),
-                )
+                ),
             }),
             _ => Ok(()),
         }
@@ -73,11 +69,9 @@ impl FromRequestParts<AppState> for ApiCaller {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token)
-            .ok_or_else(|| {
-                ApiError::bearer_refused(
-                    "token_missing",
-                    "send Authorization: Bearer <token> with one of the configured api.tokens",
-                )
+            .ok_or(ApiError::TokenRefused {
+                code: "token_missing",
+                message: "send Authorization: Bearer <token> with one of the configured api.tokens",
             })?;
         let presented = Sha256::digest(presented.as_bytes());
         let mut recognised = None;
@@ -90,10 +84,10 @@ impl FromRequestParts<AppState> for ApiCaller {
         }
         let Some(token) = recognised else {
             tracing::info!("API request with an unknown bearer token refused");
-            return Err(ApiError::bearer_refused(
-                "token_invalid",
-                "the bearer token is not one of the configured api.tokens",
-            ));
+            return Err(ApiError::TokenRefused {
+                code: "token_invalid",
+                message: "the bearer token is not one of the configured api.tokens",
+            });
         };
         tracing::Span::current().record("api_client", token.name.as_str());
         Ok(Self {
