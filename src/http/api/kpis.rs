@@ -42,8 +42,6 @@ pub async fn get(
     filter
         .check(state.config.kpis.max_range_days)
         .map_err(|invalid| ApiError::invalid_parameter(invalid.field, invalid.message))?;
-    let kpis = kpis::compute(&state.pool, &filter)
-        .await
-        .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?;
+    let kpis = kpis::compute(&state.pool, &filter).await?;
     Ok(Json(kpis))
 }
