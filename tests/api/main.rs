@@ -15,6 +15,7 @@ mod call_log;
 mod cdr_api;
 mod client;
 mod config;
+mod console;
 mod demo;
 mod durability;
 mod end_to_end;
