@@ -31,12 +31,14 @@ ENV SQLX_OFFLINE=true \
 # COPY keeps the build context's mtimes, so real sources older than this layer
 # would otherwise look up to date and the dummy binary would be shipped.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY crates/platform/Cargo.toml ./crates/platform/
+RUN mkdir src crates/platform/src \
     && printf 'fn main() {}\n' > src/main.rs \
     && : > src/lib.rs \
+    && : > crates/platform/src/lib.rs \
     && cargo build --release --locked \
-    && cargo clean --release --package callhook \
-    && rm -rf src
+    && cargo clean --release --package callhook --package callhook-platform \
+    && rm -rf src crates/platform/src
 
 # Everything the crate reads at compile time: sqlx::migrate!() embeds
 # migrations/ and include_str! embeds config.toml, so both must be here.
@@ -44,6 +46,7 @@ RUN mkdir src \
 # it stays in this stage. A deployment's own file is mounted at run time
 # (/etc/callhook/config.toml, or --config), never copied into the image.
 COPY src ./src
+COPY crates ./crates
 COPY migrations ./migrations
 COPY config.toml ./
 

@@ -1,5 +1,5 @@
 -- wrk script: POSTs status callbacks, each a distinct event (its own sessionId), so every
--- request is a real insert rather than a duplicate. See README, "Measuring".
+-- request is a real insert rather than a duplicate. See BENCHMARKS.md, "How to run it".
 --   wrk -t2 -c64 -d30s --latency -s bench/status.lua http://127.0.0.1:8080/voicecall/status
 
 local counter = 0

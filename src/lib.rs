@@ -19,8 +19,9 @@ pub mod http;
 pub mod ingest;
 /// Metric names and the Prometheus recorder.
 pub mod metrics;
-/// Wire formats, signatures and times of the platform; no I/O.
-pub mod platform;
+/// Wire formats, signatures and times of the platform: the `callhook-platform` crate
+/// (`crates/platform`), which has no I/O and depends on nothing of ours.
+pub use callhook_platform as platform;
 /// The platform on your machine: stand-in platform, load generator, demo.
 pub mod simulate;
 /// PostgreSQL: pool, migrations, one module per table.

@@ -47,7 +47,7 @@ pub const DB_POOL_CONNECTIONS: &str = "callhook_db_pool_connections";
 /// Configured maximum pool size.
 pub const DB_POOL_MAX_CONNECTIONS: &str = "callhook_db_pool_max_connections";
 
-/// Every metric `/metrics` exposes: the README's table lists exactly these (a test holds the
+/// Every metric `/metrics` exposes: docs/operations.md's table lists exactly these (a test holds the
 /// two together, and checks each one appears).
 pub const ALL: &[&str] = &[
     CALLBACKS_TOTAL,

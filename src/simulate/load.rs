@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 
 use super::traffic::{Kind, Traffic};
 use crate::platform::{
-    signature::{DigestVariant, UsernameToken, callback_digest, format_username_token},
+    signature::{DigestVariant, sign_callback},
     time::format_created,
 };
 
@@ -268,25 +268,17 @@ fn build_request(
             Kind::Status => &signer.signed_status_url,
             Kind::Fee(_) => &signer.signed_fee_url,
         };
-        let digest = callback_digest(
+        let headers = sign_callback(
+            &signer.app_key,
             signer.secret.expose_secret(),
             signed_url,
-            &nonce,
-            &created,
-            signer.variant,
-        );
-        let token = UsernameToken {
-            username: signer.app_key.clone(),
-            password_digest: digest,
             nonce,
             created,
-        };
+            signer.variant,
+        );
         request = request
-            .header(
-                header::AUTHORIZATION,
-                r#"AKSK realm="SDP",profile="UsernameToken",type="Appkey""#,
-            )
-            .header("x-aksk", format_username_token(&token));
+            .header(header::AUTHORIZATION, headers.authorization)
+            .header("x-aksk", headers.x_aksk);
     }
     request.body(Full::new(body)).expect("a valid request")
 }

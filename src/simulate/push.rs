@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 
 use crate::platform::{
     callback::{CallStatusInfo, EventType, FeeInfo, MAX_FEE_RECORDS},
-    signature::{DigestVariant, UsernameToken, callback_digest, format_username_token},
+    signature::{DigestVariant, sign_callback},
     time::format_created,
 };
 
@@ -156,25 +156,17 @@ impl Pusher {
         if let Some(variant) = signer.variant {
             let nonce = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
             let created = format_created(time::OffsetDateTime::now_utc());
-            let digest = callback_digest(
+            let headers = sign_callback(
+                &signer.app_key,
                 signer.secret.expose_secret(),
                 url,
-                &nonce,
-                &created,
-                variant,
-            );
-            let token = UsernameToken {
-                username: signer.app_key.clone(),
-                password_digest: digest,
                 nonce,
                 created,
-            };
+                variant,
+            );
             request = request
-                .header(
-                    "authorization",
-                    r#"AKSK realm="SDP",profile="UsernameToken",type="Appkey""#,
-                )
-                .header("x-aksk", format_username_token(&token));
+                .header("authorization", headers.authorization)
+                .header("x-aksk", headers.x_aksk);
         }
         let Ok(response) = request.send().await else {
             return false;

@@ -1,8 +1,6 @@
 //! The read API's test tools: an app with one token per scope, authenticated requests, and
 //! calls made the way the platform makes them (posted callbacks).
 
-#![allow(dead_code)]
-
 use callhook::{config::TokenScope, platform::time::format_platform_time};
 use serde_json::{Value, json};
 use sqlx::PgPool;

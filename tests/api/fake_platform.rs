@@ -5,8 +5,6 @@
 //! A request that breaks a rule is answered 1010002 with the broken rule in `resultdesc`, and
 //! the rule is kept in [`Received::problems`].
 
-#![allow(dead_code)]
-
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     net::SocketAddr,

@@ -343,7 +343,7 @@ proptest! {
     }
 }
 
-/// A valid time and the spellings the lenient reader is documented to take (README).
+/// A valid time and the spellings the lenient reader is documented to take (docs/storage.md).
 fn platform_time() -> impl Strategy<Value = (time::OffsetDateTime, String)> {
     (
         0..=9999i32,

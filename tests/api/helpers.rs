@@ -1,7 +1,5 @@
 //! Starting the app, talking to it, and the tools to break things on purpose.
 
-#![allow(dead_code)]
-
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -15,7 +13,7 @@ use callhook::{
     app::Application,
     config::Config,
     platform::{
-        signature::{DigestVariant, UsernameToken, callback_digest, format_username_token},
+        signature::{AKSK_AUTHORIZATION, DigestVariant, sign_callback},
         time::format_created,
     },
 };
@@ -138,10 +136,7 @@ impl TestApp {
             .client
             .post(self.url(path))
             .header("content-type", "application/json;charset=UTF-8")
-            .header(
-                "authorization",
-                r#"AKSK realm="SDP",profile="UsernameToken",type="Appkey""#,
-            )
+            .header("authorization", AKSK_AUTHORIZATION)
             .header("x-aksk", signature.header())
             .body(body)
             .send()
@@ -277,18 +272,15 @@ impl Signature {
     }
 
     pub fn header(&self) -> String {
-        format_username_token(&UsernameToken {
-            username: self.app_key.clone(),
-            password_digest: callback_digest(
-                &self.secret,
-                &self.signed_url,
-                &self.nonce,
-                &self.created,
-                self.variant,
-            ),
-            nonce: self.nonce.clone(),
-            created: self.created.clone(),
-        })
+        sign_callback(
+            &self.app_key,
+            &self.secret,
+            &self.signed_url,
+            self.nonce.clone(),
+            self.created.clone(),
+            self.variant,
+        )
+        .x_aksk
     }
 }
 

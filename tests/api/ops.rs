@@ -431,14 +431,15 @@ async fn a_body_that_stops_arriving_is_cut_off_and_kept(pool: PgPool) {
     );
 }
 
-/// The metric names of the README's metrics table (its rows start with a backticked name).
-fn readme_metrics() -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme
+/// The metric names of the documented metrics table (its rows start with a backticked name).
+fn documented_metrics() -> Vec<String> {
+    let operations =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+            .unwrap();
+    let section = operations
         .split("\n### Metrics\n")
         .nth(1)
-        .expect("README has a Metrics section");
+        .expect("docs/operations.md has a Metrics section");
     section
         .lines()
         .skip_while(|line| !line.starts_with('|'))
@@ -459,13 +460,13 @@ fn has_sample(text: &str, name: &str) -> bool {
         })
 }
 
-/// Every metric the README documents is one `metrics::ALL` names, and each one appears on
+/// Every metric docs/operations.md documents is one `metrics::ALL` names, and each one appears on
 /// /metrics once every path has run: stored, duplicate, partial, rejected and unauthorized
 /// callbacks, fee lists, API requests, an export, and a placed call.
 #[sqlx::test]
 async fn every_documented_metric_appears_on_metrics(pool: PgPool) {
     // Arrange
-    let mut documented = readme_metrics();
+    let mut documented = documented_metrics();
     documented.sort();
     let mut all: Vec<String> = callhook::metrics::ALL
         .iter()
@@ -474,7 +475,7 @@ async fn every_documented_metric_appears_on_metrics(pool: PgPool) {
     all.sort();
     assert_eq!(
         documented, all,
-        "the README's table lists exactly metrics::ALL"
+        "docs/operations.md's table lists exactly metrics::ALL"
     );
 
     const BASE: &str = "https://hooks.example.com";

@@ -172,6 +172,41 @@ pub fn format_username_token(token: &UsernameToken) -> String {
     )
 }
 
+/// The fixed `Authorization` value the platform sends with every signed callback (and that its
+/// outbound API takes in `aksk` mode): the realm, profile and type never vary.
+pub const AKSK_AUTHORIZATION: &str = r#"AKSK realm="SDP",profile="UsernameToken",type="Appkey""#;
+
+/// The two headers of a signed callback, as the platform sends them.
+#[derive(Debug, Clone)]
+pub struct CallbackHeaders {
+    /// `Authorization`: always [`AKSK_AUTHORIZATION`].
+    pub authorization: &'static str,
+    /// `X-AKSK`: the `UsernameToken` signed over the URL, nonce and Created.
+    pub x_aksk: String,
+}
+
+/// Signs a callback as the platform does: what the stand-in platform, the load generator and the
+/// tests send, and what `judge` verifies.
+pub fn sign_callback(
+    app_key: &str,
+    secret: &str,
+    signed_url: &str,
+    nonce: String,
+    created: String,
+    variant: DigestVariant,
+) -> CallbackHeaders {
+    let token = UsernameToken {
+        username: app_key.to_owned(),
+        password_digest: callback_digest(secret, signed_url, &nonce, &created, variant),
+        nonce,
+        created,
+    };
+    CallbackHeaders {
+        authorization: AKSK_AUTHORIZATION,
+        x_aksk: format_username_token(&token),
+    }
+}
+
 /// The spec's nonce rule: 1–128 characters, digits and ASCII letters.
 pub fn is_valid_nonce(nonce: &str) -> bool {
     (1..=128).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_alphanumeric())

@@ -36,7 +36,7 @@ impl AuthScheme {
     /// The fixed `Authorization` header value.
     pub fn authorization(self) -> &'static str {
         match self {
-            Self::Aksk => r#"AKSK realm="SDP",profile="UsernameToken",type="Appkey""#,
+            Self::Aksk => super::signature::AKSK_AUTHORIZATION,
             Self::Wsse => r#"WSSE realm="SDP",profile="UsernameToken",type="Appkey""#,
         }
     }
@@ -120,7 +120,7 @@ mod tests {
     use super::*;
 
     /// Known answers computed with Python's hashlib/hmac by `tests/fixtures/outbound_auth_vectors.py`.
-    const VECTORS: &str = include_str!("../../tests/fixtures/outbound_auth_vectors.json");
+    const VECTORS: &str = include_str!("../../../tests/fixtures/outbound_auth_vectors.json");
 
     #[derive(Deserialize)]
     struct Vector {

@@ -695,8 +695,8 @@ fn strip_position(message: &str) -> &str {
 mod tests {
     use super::*;
 
-    const CALLOUT: &str = include_str!("../../tests/fixtures/status-callout.json");
-    const FEE: &str = include_str!("../../tests/fixtures/fee-click2call.json");
+    const CALLOUT: &str = include_str!("../../../tests/fixtures/status-callout.json");
+    const FEE: &str = include_str!("../../../tests/fixtures/fee-click2call.json");
 
     fn status(body: &str) -> StatusEvent {
         match parse_callback(body.as_bytes()).result {
