@@ -16,6 +16,7 @@ mod cdr_api;
 mod client;
 mod config;
 mod console;
+mod console_browser;
 mod demo;
 mod durability;
 mod end_to_end;

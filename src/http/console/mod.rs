@@ -95,6 +95,7 @@ impl FromRequestParts<AppState> for Viewer {
 }
 
 /// A page that cannot be shown: the status, and why, on a page of its own.
+#[derive(Debug)]
 pub struct PageError {
     status: StatusCode,
     message: String,

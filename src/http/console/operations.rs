@@ -213,7 +213,7 @@ pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer) -> Page
                 @if lag_count > 0.0 { ", mean " (format!("{:.1} ms", 1000.0 * lag_sum / lag_count)) }
                 ". Columns: receipts per bucket (upper bound in seconds)."
             }
-            (svg::columns("Projection lag", &lag.iter().map(|(le, c)| Bar::new(le.clone(), *c, format!("{c:.0}"))).collect::<Vec<_>>(), lag_max, "receipts"))
+            (svg::columns("Projection lag", &lag.iter().map(|(le, c)| Bar::new(format!("≤{le}"), *c, format!("{c:.0}"))).collect::<Vec<_>>(), lag_max, "receipts"))
         }
         section.two {
             div {

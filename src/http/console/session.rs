@@ -198,20 +198,29 @@ mod tests {
             let value = issue(t, 2_000);
             assert!(!value.contains(t.token.expose_secret()), "{value}");
             assert_eq!(verify(&value, &tokens, 1_999).unwrap().name, t.name);
-            assert_eq!(verify(&value, &tokens, 2_000), Err(SessionError::Expired));
+            assert_eq!(
+                verify(&value, &tokens, 2_000).err(),
+                Some(SessionError::Expired)
+            );
         }
         let value = issue(&tokens[0], 2_000);
         let parts: Vec<&str> = value.split('.').collect();
         let longer = format!("{}.3000.{}", parts[0], parts[2]);
-        assert_eq!(verify(&longer, &tokens, 1), Err(SessionError::Invalid));
+        assert_eq!(
+            verify(&longer, &tokens, 1).err(),
+            Some(SessionError::Invalid)
+        );
         // The same name with another secret (a rotated token): every session of it ends.
         let rotated = [token("ops", "another-secret-0123456789")];
-        assert_eq!(verify(&value, &rotated, 1), Err(SessionError::Invalid));
-        assert_eq!(verify(&value, &[], 1), Err(SessionError::Invalid));
+        assert_eq!(
+            verify(&value, &rotated, 1).err(),
+            Some(SessionError::Invalid)
+        );
+        assert_eq!(verify(&value, &[], 1).err(), Some(SessionError::Invalid));
         for junk in ["", "a.b", "a.b.c.d", "b3Bz.x.AAAA", "!!.1.AAAA"] {
             assert_eq!(
-                verify(junk, &tokens, 1),
-                Err(SessionError::Invalid),
+                verify(junk, &tokens, 1).err(),
+                Some(SessionError::Invalid),
                 "{junk}"
             );
         }
