@@ -169,14 +169,14 @@ const UNRECOGNIZED: &str = "unrecognized";
 async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Response {
     let started = Instant::now();
     let Ok(_slot) = state.callback_slots.clone().try_acquire_owned() else {
-        return too_many_requests(&state, started);
+        return too_many_requests(started);
     };
     let (parts, body) = request.into_parts();
     let limit = state.config.http.body_limit_bytes;
     let (body, body_error) = match read_limited(body, limit).await {
         BodyRead::Complete(bytes) => (bytes, None),
-        BodyRead::TooLarge(prefix) => (prefix, Some(ApiError::body_too_large(limit))),
-        BodyRead::Incomplete(prefix) => (prefix, Some(ApiError::body_incomplete())),
+        BodyRead::TooLarge(prefix) => (prefix, Some(ApiError::BodyTooLarge { limit })),
+        BodyRead::Incomplete(prefix) => (prefix, Some(ApiError::BodyIncomplete)),
     };
     let mut receipt = new_receipt(&parts, endpoint, body);
     if let Some(error) = body_error {
@@ -213,7 +213,7 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
     };
     let enforce = state.config.signature.mode == SignatureMode::Enforce;
     if enforce && receipt.signature_verdict != Verdict::Valid {
-        let error = ApiError::unauthorized(receipt.signature_verdict);
+        let error = ApiError::SignatureRefused(receipt.signature_verdict);
         let answer = refuse(&state, receipt, Outcome::Unauthorized, error).await;
         return finish(answer, kind, started);
     }
@@ -239,44 +239,40 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
             UNRECOGNIZED
         }
         Err(error) => {
-            let error = ApiError::bad_input(error);
+            let error = ApiError::BadInput(error.clone());
             let answer = refuse(&state, receipt, Outcome::Rejected, error).await;
             return finish(answer, kind, started);
         }
     };
 
     let on_replay = if enforce {
-        OnReplay::Refuse(ApiError::unauthorized(Verdict::Replayed).to_json())
+        OnReplay::Refuse(ApiError::SignatureRefused(Verdict::Replayed).to_json())
     } else {
         OnReplay::Accept
     };
-    let retry_after = state.config.http.retry_after_secs;
     let answer = match state.receipts.keep(receipt, on_replay).await {
         Ok((receipt, _)) if receipt.outcome == Outcome::Unauthorized => {
             metrics::counter!(m::REJECTIONS_TOTAL, "reason" => "signature_replayed").increment(1);
-            let error = ApiError::unauthorized(Verdict::Replayed);
+            let error = ApiError::SignatureRefused(Verdict::Replayed);
             (error.into_response(), "unauthorized")
         }
         Ok((receipt, kept_in)) => (acknowledge(&receipt, label, kept_in), label),
-        Err(not_kept) => (
-            not_kept_answer(not_kept, retry_after),
-            not_kept_label(not_kept),
-        ),
+        Err(not_kept) => (not_kept_answer(not_kept), not_kept_label(not_kept)),
     };
     finish(answer, kind, started)
 }
 
 /// The 503 of a callback request beyond `ingest.max_concurrent_requests`.
-fn too_many_requests(state: &AppState, started: Instant) -> Response {
-    let answer = not_kept_answer(NotKept::Overloaded, state.config.http.retry_after_secs);
+fn too_many_requests(started: Instant) -> Response {
+    let answer = not_kept_answer(NotKept::Overloaded);
     finish((answer, "unavailable"), "unknown", started)
 }
 
-fn not_kept_answer(not_kept: NotKept, retry_after: u64) -> Response {
+fn not_kept_answer(not_kept: NotKept) -> Response {
     if not_kept == NotKept::Overloaded {
         metrics::counter!(m::REJECTIONS_TOTAL, "reason" => "overloaded").increment(1);
     }
-    ApiError::from_not_kept(not_kept, retry_after).into_response()
+    ApiError::from(not_kept).into_response()
 }
 
 fn not_kept_label(not_kept: NotKept) -> &'static str {
@@ -289,7 +285,7 @@ fn not_kept_label(not_kept: NotKept) -> &'static str {
 async fn wrong_method(state: AppState, endpoint: Endpoint, request: Request) -> Response {
     let started = Instant::now();
     let Ok(_slot) = state.callback_slots.clone().try_acquire_owned() else {
-        return too_many_requests(&state, started);
+        return too_many_requests(started);
     };
     let (parts, body) = request.into_parts();
     let (body, truncated) = match read_limited(body, state.config.http.body_limit_bytes).await {
@@ -298,7 +294,9 @@ async fn wrong_method(state: AppState, endpoint: Endpoint, request: Request) -> 
     };
     let mut receipt = new_receipt(&parts, endpoint, body);
     receipt.body_truncated = truncated;
-    let error = ApiError::method_not_allowed(parts.method.as_str());
+    let error = ApiError::MethodNotAllowed {
+        method: parts.method.to_string(),
+    };
     let answer = refuse(&state, receipt, Outcome::Rejected, error).await;
     finish(answer, "unknown", started)
 }
@@ -311,24 +309,21 @@ async fn refuse(
     outcome: Outcome,
     error: ApiError,
 ) -> (Response, &'static str) {
-    metrics::counter!(m::REJECTIONS_TOTAL, "reason" => error.code).increment(1);
+    metrics::counter!(m::REJECTIONS_TOTAL, "reason" => error.code()).increment(1);
     tracing::info!(
-        code = error.code,
-        field = error.field.as_deref(),
+        code = error.code(),
+        field = error.field(),
         event_type = receipt.event_type.as_deref(),
         callback_id = %receipt.id,
         "callback refused"
     );
     receipt.outcome = outcome;
-    receipt.http_status = error.status.as_u16();
+    receipt.http_status = error.status().as_u16();
     receipt.error = Some(error.to_json());
     let label = outcome.as_str();
     match state.receipts.keep_refused(receipt).await {
         Ok(_) => (error.into_response(), label),
-        Err(not_kept) => (
-            not_kept_answer(not_kept, state.config.http.retry_after_secs),
-            not_kept_label(not_kept),
-        ),
+        Err(not_kept) => (not_kept_answer(not_kept), not_kept_label(not_kept)),
     }
 }
 

@@ -137,24 +137,21 @@ pub fn pages() -> Vec<(Method, &'static str)> {
 }
 
 /// The whole application: every route (`all_routes`) with the middleware (outermost first):
-/// request id → trace span → panic to 500 → body timeout.
+/// request id → trace span → panic to 500 → body timeout → Retry-After on 503s.
 pub fn router(state: AppState) -> Router {
     let http = &state.config.http;
     all_routes(&state.config)
         .router
-        .fallback(|| async {
-            error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-        })
+        .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(
+            http.retry_after_secs,
+            error::stamp_retry_after,
+        ))
         .layer(RequestBodyTimeoutLayer::new(http.body_timeout()))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 // The same JSON error as every other answer; what panicked is in the log.
-                error::ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "the request failed; nothing was stored",
-                )
-                .into_response()
+                error::ApiError::internal("the request failed; nothing was stored").into_response()
             },
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

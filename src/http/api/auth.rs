@@ -34,8 +34,7 @@ impl ApiCaller {
         if self.scope == TokenScope::Full {
             Ok(())
         } else {
-            Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
+            Err(ApiError::forbidden(
                 "scope_insufficient",
                 "this needs a token with scope \"full\"",
             ))
@@ -56,17 +55,14 @@ impl ApiCaller {
         mask: fn(&str) -> String,
     ) -> Result<(), ApiError> {
         match value {
-            Some(value) if !self.full() && mask(value) != value => Err(ApiError {
+            Some(value) if !self.full() && mask(value) != value => Err(ApiError::Forbidden {
                 field: Some(parameter.into()),
-                ..ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "filter_not_allowed",
-                    format!(
-                        "a token with scope \"masked\" cannot filter on {parameter} by a phone number: \
+                code: "filter_not_allowed",
+                message: format!(
+                    "a token with scope \"masked\" cannot filter on {parameter} by a phone number: \
                          whether rows come back would confirm a number it is not shown; use a token \
                          with scope \"full\""
-                    ),
-                )
+                ),
             }),
             _ => Ok(()),
         }
@@ -86,19 +82,17 @@ impl FromRequestParts<AppState> for ApiCaller {
         let presented = authorization
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token)
-            .ok_or_else(|| {
-                ApiError::bearer_refused(
-                    "token_missing",
-                    "send Authorization: Bearer <token> with one of the configured api.tokens \
-                     (or log in at /console)",
-                )
+            .ok_or(ApiError::TokenRefused {
+                code: "token_missing",
+                message: "send Authorization: Bearer <token> with one of the configured api.tokens \
+                          (or log in at /console)",
             })?;
         let Some(token) = recognise(presented, &state.config.api.tokens) else {
             tracing::info!("API request with an unknown bearer token refused");
-            return Err(ApiError::bearer_refused(
-                "token_invalid",
-                "the bearer token is not one of the configured api.tokens",
-            ));
+            return Err(ApiError::TokenRefused {
+                code: "token_invalid",
+                message: "the bearer token is not one of the configured api.tokens",
+            });
         };
         tracing::Span::current().record("api_client", token.name.as_str());
         Ok(Self::of(token))
@@ -112,26 +106,18 @@ impl ApiCaller {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let token = session::verify(cookie, &state.config.api.tokens, now).map_err(|error| {
             tracing::info!(?error, "API request with a console session refused");
-            ApiError {
-                field: Some("Cookie".into()),
-                ..ApiError::new(
-                    axum::http::StatusCode::UNAUTHORIZED,
-                    "session_invalid",
-                    "the console session has expired or is not valid; log in again at /console/login",
-                )
-            }
+            ApiError::SessionRefused
         })?;
         let trust_forwarded = state.config.http.trust_forwarded_headers;
         if !parts.method.is_safe() && !session::csrf_ok(&parts.headers, trust_forwarded) {
             tracing::warn!(api_client = %token.name, "cookie-authenticated change without the CSRF proof refused");
-            return Err(ApiError {
+            return Err(ApiError::Forbidden {
+                code: "csrf_check_failed",
+                message: "a change made with the console's session cookie must come from the \
+                          console: send X-Callhook-Console: 1 and an Origin of this host, or use \
+                          Authorization: Bearer"
+                    .into(),
                 field: Some(session::CONSOLE_HEADER.into()),
-                ..ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "csrf_check_failed",
-                    "a change made with the console's session cookie must come from the console: \
-                     send X-Callhook-Console: 1 and an Origin of this host, or use Authorization: Bearer",
-                )
             });
         }
         tracing::Span::current().record("api_client", token.name.as_str());

@@ -120,9 +120,7 @@ async fn page(
 ) -> Result<(Vec<CallRow>, Option<String>), ApiError> {
     let limit = page_limit(limit, &state.config.api)?;
     let after = cursor.map(|c| decode_cursor(kind, c)).transpose()?;
-    let mut calls = read::calls(&state.pool, filter, after.as_ref(), limit as i64 + 1)
-        .await
-        .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?;
+    let mut calls = read::calls(&state.pool, filter, after.as_ref(), limit as i64 + 1).await?;
     let next_cursor = finish_page(&mut calls, limit, |call| {
         let (at, session_id) = call.sort_key();
         encode_cursor(kind, at, &session_id)
@@ -157,8 +155,7 @@ pub async fn detail(
     let Path(session_id) =
         session_id.map_err(|e| ApiError::invalid_parameter("session_id", e.body_text()))?;
     let detail = read::call_detail(&state.pool, &session_id)
-        .await
-        .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?
+        .await?
         .ok_or_else(|| ApiError::not_found("call_not_found", "no call with this sessionId"))?;
     Ok(Json(CallDetailView::new(detail, caller.scope)))
 }

@@ -48,9 +48,7 @@ pub async fn list(
         }
         None => None,
     };
-    let mut cdrs = read::cdrs(&state.pool, &filter, after.as_ref(), limit as i64 + 1)
-        .await
-        .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?;
+    let mut cdrs = read::cdrs(&state.pool, &filter, after.as_ref(), limit as i64 + 1).await?;
     let next_cursor = finish_page(&mut cdrs, limit, |cdr| {
         let (at, id) = cdr.sort_key();
         encode_cursor(CursorKind::Cdrs, at, &id.to_string())

@@ -21,7 +21,7 @@ use axum::{
     Extension,
     body::Body,
     extract::State,
-    http::{HeaderValue, StatusCode, Uri, header},
+    http::{HeaderValue, Uri, header},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
@@ -41,7 +41,7 @@ use super::{
 use crate::{
     app::AppState,
     config::TokenScope,
-    http::error::{ApiError, ErrorBody},
+    http::error::{ApiError, ErrorBody, Unavailable},
     store::{
         StoreError,
         read::{self, CallRow, CdrRow},
@@ -128,15 +128,11 @@ async fn export<T>(
 where
     T: for<'r> FromRow<'r, PgRow> + Serialize + Send + Unpin + 'static,
 {
-    let retry_after = state.config.http.retry_after_secs;
-    let permit = slots.0.clone().try_acquire_owned().map_err(|_| ApiError {
-        retry_after: Some(retry_after),
-        ..ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "exports_busy",
-            "api.max_concurrent_exports exports are running; retry later",
-        )
-    })?;
+    let permit = slots
+        .0
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Unavailable(Unavailable::ExportsBusy))?;
     let (sender, mut receiver) = mpsc::channel(CHANNEL_CHUNKS);
     let reader = Reader {
         pool: state.pool.clone(),
@@ -150,14 +146,8 @@ where
 
     let first = match receiver.recv().await {
         Some(Ok(chunk)) => chunk,
-        Some(Err(error)) => return Err(ApiError::from_read(&error, retry_after)),
-        None => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "the export stopped before it began",
-            ));
-        }
+        Some(Err(error)) => return Err(error.into()),
+        None => return Err(ApiError::internal("the export stopped before it began")),
     };
     let rest = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))

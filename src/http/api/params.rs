@@ -1,6 +1,6 @@
 //! Query parameters, page sizes and cursors of the `/v1` lists.
 
-use axum::http::{StatusCode, Uri};
+use axum::http::Uri;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;
@@ -118,14 +118,7 @@ pub fn encode_cursor(kind: CursorKind, at: OffsetDateTime, key: &str) -> String 
 
 /// 400 for a cursor that this list did not hand out.
 pub fn invalid_cursor() -> ApiError {
-    ApiError {
-        field: Some("cursor".into()),
-        ..ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_cursor",
-            "cursor is not a next_cursor of this list; start again without it",
-        )
-    }
+    ApiError::InvalidCursor
 }
 
 pub fn decode_cursor(kind: CursorKind, cursor: &str) -> Result<(OffsetDateTime, String), ApiError> {
@@ -390,13 +383,13 @@ mod tests {
     #[test]
     fn unknown_and_unreadable_parameters_are_named() {
         let error = parse_query::<CallsParams>(&"/v1/calls?limt=5".parse().unwrap()).unwrap_err();
-        assert_eq!(error.field.as_deref(), Some("limt"));
+        assert_eq!(error.field(), Some("limt"));
         let error =
             parse_query::<CallsParams>(&"/v1/calls?from=yesterday".parse().unwrap()).unwrap_err();
-        assert_eq!(error.field.as_deref(), Some("from"));
+        assert_eq!(error.field(), Some("from"));
         let error =
             parse_query::<CallsParams>(&"/v1/calls?outcome=won".parse().unwrap()).unwrap_err();
-        assert_eq!(error.field.as_deref(), Some("outcome"));
+        assert_eq!(error.field(), Some("outcome"));
         let ok: CallsParams = parse_query(
             &"/v1/calls?from=2026-11-24T06:00:00%2B08:00&limit=5"
                 .parse()

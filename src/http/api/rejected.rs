@@ -4,7 +4,7 @@
 use axum::{
     Json,
     extract::{Path, State, rejection::PathRejection},
-    http::{StatusCode, Uri},
+    http::Uri,
 };
 use uuid::Uuid;
 
@@ -61,8 +61,7 @@ pub async fn list(
         after.as_ref(),
         limit as i64 + 1,
     )
-    .await
-    .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?;
+    .await?;
     let next_cursor = finish_page(&mut rows, limit, |raw| {
         let (at, id) = raw.sort_key();
         encode_cursor(CursorKind::Rejected, at, &id.to_string())
@@ -107,13 +106,12 @@ pub async fn reprocess_one(
     let id =
         Uuid::parse_str(&id).map_err(|_| ApiError::invalid_parameter("id", "id must be a UUID"))?;
     let done = ingest::reprocess(&state.pool, id, state.config.signature.mode)
-        .await
-        .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?
+        .await?
         .map_err(|refusal| match refusal {
             NotReprocessable::Unknown => {
                 ApiError::not_found("callback_not_found", refusal.message())
             }
-            _ => ApiError::new(StatusCode::CONFLICT, refusal.code(), refusal.message()),
+            _ => ApiError::conflict(refusal.code(), refusal.message()),
         })?;
     tracing::info!(callback_id = %id, outcome = done.outcome.as_str(), api_client = %caller.name, "callback reprocessed");
     Ok(Json(done.into()))
@@ -139,9 +137,7 @@ pub async fn reprocess_all(
     caller: ApiCaller,
 ) -> Result<Json<ReprocessAllView>, ApiError> {
     caller.require_full()?;
-    let done = ingest::reprocess_all(&state.pool, state.config.signature.mode)
-        .await
-        .map_err(|e| ApiError::from_read(&e, state.config.http.retry_after_secs))?;
+    let done = ingest::reprocess_all(&state.pool, state.config.signature.mode).await?;
     let view = ReprocessAllView::new(done);
     tracing::info!(
         total = view.results.len(),

@@ -2,10 +2,7 @@
 //! decoded hang-up cause, its events and CDRs, and the requests that brought them with their
 //! signature verdicts: what `GET /v1/calls/{session_id}` answers, drawn.
 
-use axum::{
-    extract::{Path, State, rejection::PathRejection},
-    http::StatusCode,
-};
+use axum::extract::{Path, State, rejection::PathRejection};
 use maud::{Markup, html};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -39,19 +36,10 @@ pub async fn page(
     })?;
     let detail = read::call_detail(&state.pool, &session_id)
         .await
-        .map_err(|e| {
-            PageError::from_api(
-                ApiError::from_read(&e, state.config.http.retry_after_secs),
-                &viewer,
-            )
-        })?
+        .map_err(|e| PageError::from_api(ApiError::from(e), &viewer))?
         .ok_or_else(|| {
             PageError::from_api(
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "call_not_found",
-                    "no call with this sessionId",
-                ),
+                ApiError::not_found("call_not_found", "no call with this sessionId"),
                 &viewer,
             )
         })?;

@@ -122,12 +122,7 @@ async fn newest(
         i64::from(state.config.console.rows),
     )
     .await
-    .map_err(|e| {
-        PageError::from_api(
-            crate::http::error::ApiError::from_read(&e, state.config.http.retry_after_secs),
-            viewer,
-        )
-    })?;
+    .map_err(|e| PageError::from_api(crate::http::error::ApiError::from(e), viewer))?;
     let rows = rows
         .into_iter()
         .map(|call| scoped(viewer.scope, call, mask_call))

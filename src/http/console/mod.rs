@@ -114,10 +114,10 @@ impl PageError {
     /// The same error as `/v1` would answer (its status and message).
     pub fn from_api(error: ApiError, viewer: &ApiCaller) -> Self {
         Self {
-            status: error.status,
-            message: match error.field {
-                Some(field) => format!("{} ({field})", error.message),
-                None => error.message,
+            status: error.status(),
+            message: match error.field() {
+                Some(field) => format!("{} ({field})", error.message()),
+                None => error.message(),
             },
             viewer: Some(viewer.clone()),
         }

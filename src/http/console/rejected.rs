@@ -55,7 +55,7 @@ pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer, uri: Ur
         limit as i64 + 1,
     )
     .await
-    .map_err(|e| fail(ApiError::from_read(&e, state.config.http.retry_after_secs)))?;
+    .map_err(|e| fail(ApiError::from(e)))?;
     let next = finish_page(&mut rows, limit, |raw| {
         let (at, id) = raw.sort_key();
         encode_cursor(CursorKind::Rejected, at, &id.to_string())
