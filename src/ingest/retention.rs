@@ -15,16 +15,16 @@ pub async fn purge(pool: &PgPool, config: &RetentionConfig) -> Result<u64, Store
     let cutoff = OffsetDateTime::now_utc() - Duration::from_secs(config.refused_days * 86_400);
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = sqlx::query!(
             "delete from raw_callbacks where id in (
                  select id from raw_callbacks
                  where received_at < $1
                    and outcome in ('rejected', 'unauthorized', 'duplicate')
                    and (reprocess_outcome is null or reprocess_outcome not in ('stored', 'partial'))
                  limit $2)",
+            cutoff,
+            config.batch,
         )
-        .bind(cutoff)
-        .bind(config.batch)
         .execute(pool)
         .await?
         .rows_affected();

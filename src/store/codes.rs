@@ -19,49 +19,90 @@ const SYNC_LOCK: (i32, i32) = (0x0ca1_1c0d, 1);
 /// them, and its insert would then fail on the rows the first inserted (23505).
 pub async fn sync(pool: &PgPool) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("select pg_advisory_xact_lock($1, $2)")
-        .bind(SYNC_LOCK.0)
-        .bind(SYNC_LOCK.1)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("delete from state_codes")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "insert into state_codes (code, meaning) select * from unnest($1::int4[], $2::text[])",
+    sqlx::query!(
+        "select pg_advisory_xact_lock($1, $2)::text as locked",
+        SYNC_LOCK.0,
+        SYNC_LOCK.1
     )
-    .bind(STATE_CODES.iter().map(|(c, _)| *c).collect::<Vec<_>>())
-    .bind(STATE_CODES.iter().map(|(_, m)| *m).collect::<Vec<_>>())
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query!("delete from state_codes")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!(
+        "insert into state_codes (code, meaning) select * from unnest($1::int4[], $2::text[])",
+        &STATE_CODES.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        &STATE_CODES
+            .iter()
+            .map(|(_, m)| m.to_string())
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *tx)
     .await?;
-    sqlx::query("delete from q850_causes")
+    sqlx::query!("delete from q850_causes")
         .execute(&mut *tx)
         .await?;
-    sqlx::query("insert into q850_causes (code, label_zh, meaning) select * from unnest($1::int4[], $2::text[], $3::text[])")
-        .bind(Q850_CAUSES.iter().map(|(c, _, _)| *c).collect::<Vec<_>>())
-        .bind(Q850_CAUSES.iter().map(|(_, zh, _)| *zh).collect::<Vec<_>>())
-        .bind(Q850_CAUSES.iter().map(|(_, _, m)| *m).collect::<Vec<_>>())
+    sqlx::query!(
+        "insert into q850_causes (code, label_zh, meaning)
+         select * from unnest($1::int4[], $2::text[], $3::text[])",
+        &Q850_CAUSES.iter().map(|(c, _, _)| *c).collect::<Vec<_>>(),
+        &Q850_CAUSES
+            .iter()
+            .map(|(_, zh, _)| zh.to_string())
+            .collect::<Vec<_>>(),
+        &Q850_CAUSES
+            .iter()
+            .map(|(_, _, m)| m.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!("delete from ul_fail_reasons")
         .execute(&mut *tx)
         .await?;
-    sqlx::query("delete from ul_fail_reasons")
+    sqlx::query!(
+        "insert into ul_fail_reasons (code_from, code_to, meaning)
+         select * from unnest($1::int4[], $2::int4[], $3::text[])",
+        &UL_FAIL_REASONS
+            .iter()
+            .map(|(f, _, _)| *f)
+            .collect::<Vec<_>>(),
+        &UL_FAIL_REASONS
+            .iter()
+            .map(|(_, t, _)| *t)
+            .collect::<Vec<_>>(),
+        &UL_FAIL_REASONS
+            .iter()
+            .map(|(_, _, m)| m.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!("delete from result_codes")
         .execute(&mut *tx)
         .await?;
-    sqlx::query("insert into ul_fail_reasons (code_from, code_to, meaning) select * from unnest($1::int4[], $2::int4[], $3::text[])")
-        .bind(UL_FAIL_REASONS.iter().map(|(f, _, _)| *f).collect::<Vec<_>>())
-        .bind(UL_FAIL_REASONS.iter().map(|(_, t, _)| *t).collect::<Vec<_>>())
-        .bind(UL_FAIL_REASONS.iter().map(|(_, _, m)| *m).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("delete from result_codes")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("insert into result_codes (code, http_status, text, meaning) select * from unnest($1::text[], $2::int2[], $3::text[], $4::text[])")
-        .bind(RESULT_CODES.iter().map(|r| r.code).collect::<Vec<_>>())
-        .bind(RESULT_CODES.iter().map(|r| r.http_status.map(|s| s as i16)).collect::<Vec<_>>())
-        .bind(RESULT_CODES.iter().map(|r| r.text).collect::<Vec<_>>())
-        .bind(RESULT_CODES.iter().map(|r| r.meaning).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "insert into result_codes (code, http_status, text, meaning)
+         select * from unnest($1::text[], $2::int2[], $3::text[], $4::text[])",
+        &RESULT_CODES
+            .iter()
+            .map(|r| r.code.to_owned())
+            .collect::<Vec<_>>(),
+        &RESULT_CODES
+            .iter()
+            .map(|r| r.http_status.map(|s| s as i16))
+            .collect::<Vec<_>>() as &[Option<i16>],
+        &RESULT_CODES
+            .iter()
+            .map(|r| r.text.to_owned())
+            .collect::<Vec<_>>(),
+        &RESULT_CODES
+            .iter()
+            .map(|r| r.meaning.to_owned())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }

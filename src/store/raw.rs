@@ -146,7 +146,7 @@ pub async fn insert(
         error.push(receipt.error.as_ref().map(Json));
         request_id.push(receipt.request_id.as_deref());
     }
-    let written = sqlx::query_scalar(
+    let written = sqlx::query_scalar!(
         "insert into raw_callbacks (id, received_at, endpoint, method, path, peer_addr, headers, body,
              body_truncated, event_type, app_key, nonce, signature_verdict, outcome, http_status, error,
              request_id)
@@ -155,24 +155,24 @@ pub async fn insert(
              $14::text[], $15::int2[], $16::jsonb[], $17::text[])
          on conflict do nothing
          returning id",
+        &id,
+        &received_at,
+        &endpoint as _,
+        &method as _,
+        &path as _,
+        &peer_addr as _,
+        &headers as _,
+        &body as _,
+        &body_truncated,
+        &event_type as _,
+        &app_key as _,
+        &nonce as _,
+        &verdict as _,
+        &outcome as _,
+        &http_status,
+        &error as _,
+        &request_id as _,
     )
-    .bind(id)
-    .bind(received_at)
-    .bind(endpoint)
-    .bind(method)
-    .bind(path)
-    .bind(peer_addr)
-    .bind(headers)
-    .bind(body)
-    .bind(body_truncated)
-    .bind(event_type)
-    .bind(app_key)
-    .bind(nonce)
-    .bind(verdict)
-    .bind(outcome)
-    .bind(http_status)
-    .bind(error)
-    .bind(request_id)
     .fetch_all(connection)
     .await?;
     Ok(written)
@@ -184,8 +184,7 @@ pub async fn existing(
     ids: &[Uuid],
 ) -> Result<Vec<Uuid>, StoreError> {
     Ok(
-        sqlx::query_scalar("select id from raw_callbacks where id = any($1)")
-            .bind(ids)
+        sqlx::query_scalar!("select id from raw_callbacks where id = any($1)", ids)
             .fetch_all(connection)
             .await?,
     )
@@ -316,7 +315,7 @@ pub async fn set_outcomes(
         duplicate.push(row.records.map(|c| c.duplicate));
         rejected.push(row.records.map(|c| c.rejected));
     }
-    sqlx::query(
+    sqlx::query!(
         "update raw_callbacks r set
             outcome = case when u.reprocess then r.outcome else u.outcome end,
             error = case when u.reprocess then r.error else u.error end,
@@ -332,15 +331,15 @@ pub async fn set_outcomes(
                      $7::int4[], $8::int4[])
               as u(id, reprocess, outcome, error, total, stored, duplicate, rejected)
          where r.id = u.id",
+        &id,
+        &reprocess,
+        &outcome as _,
+        &error as _,
+        &total as _,
+        &stored as _,
+        &duplicate as _,
+        &rejected as _,
     )
-    .bind(id)
-    .bind(reprocess)
-    .bind(outcome)
-    .bind(error)
-    .bind(total)
-    .bind(stored)
-    .bind(duplicate)
-    .bind(rejected)
     .execute(connection)
     .await?;
     Ok(())
@@ -349,11 +348,11 @@ pub async fn set_outcomes(
 /// Receipts acknowledged but not projected yet (the `raw_callbacks_unprojected_idx` keeps this
 /// cheap however large the table).
 pub async fn backlog(connection: &mut PgConnection) -> Result<i64, StoreError> {
-    Ok(
-        sqlx::query_scalar("select count(*) from raw_callbacks where outcome = 'received'")
-            .fetch_one(connection)
-            .await?,
+    Ok(sqlx::query_scalar!(
+        r#"select count(*) as "received!" from raw_callbacks where outcome = 'received'"#
     )
+    .fetch_one(connection)
+    .await?)
 }
 
 /// PostgreSQL text cannot hold NUL. The raw row must always be writable (it is where bad input
