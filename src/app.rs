@@ -91,6 +91,7 @@ impl Application {
             tracing::error!(bytes = recovery.damaged_bytes, files = ?recovery.damaged_files, "spool had damaged records; moved aside, the intact ones are drained");
             metrics::counter!(m::SPOOL_DAMAGED_BYTES_TOTAL).increment(recovery.damaged_bytes);
         }
+        crate::kpis::label_apps(&config);
         let addr = config.listen;
         let listener = TcpListener::bind(addr)
             .await

@@ -12,7 +12,13 @@ use std::cmp::Ordering;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::platform::codes::{q850_meaning, state_meaning, ul_fail_meaning};
+use crate::{
+    kpis::{CALLBACK_DELAY_BUCKETS, bucket_of},
+    platform::codes::{q850_meaning, state_meaning, ul_fail_meaning},
+};
+
+/// Every `calls.scenario` (the column's CHECK constraint lists the same).
+pub const SCENARIOS: [&str; 5] = ["click2call", "notify", "verify", "playback", "unknown"];
 
 /// A stored status event (call_events).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -104,6 +110,9 @@ pub struct CallRecord {
     pub has_cdr: bool,
     pub events: i32,
     pub last_callback_at: Option<OffsetDateTime>,
+    /// The call's status events by callback delay: counts per bucket of
+    /// `kpis::CALLBACK_DELAY_BUCKETS`; none when no event has a readable time.
+    pub callback_delay_counts: Option<Vec<i32>>,
 }
 
 /// Stage times of one leg.
@@ -347,7 +356,23 @@ pub fn project(
         has_cdr: cdr.is_some(),
         events: i32::try_from(events.len()).unwrap_or(i32::MAX),
         last_callback_at,
+        callback_delay_counts: callback_delay_counts(&events),
     }
+}
+
+/// Kept with the row so that the KPIs of a range sum one array per call instead of joining
+/// every event of the range.
+fn callback_delay_counts(events: &[&EventFact]) -> Option<Vec<i32>> {
+    let mut counts = vec![0; CALLBACK_DELAY_BUCKETS.len() + 1];
+    let mut any = false;
+    for event in events {
+        if let Some(at) = event.event_at {
+            let delay = (event.received_at - at).as_seconds_f64();
+            counts[bucket_of(CALLBACK_DELAY_BUCKETS, delay)] += 1;
+            any = true;
+        }
+    }
+    any.then_some(counts)
 }
 
 /// Why a call that ended unanswered did not connect, from the most specific code available.

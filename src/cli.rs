@@ -1,6 +1,6 @@
-//! The command line: `serve` (the default), `migrate`, `config`, `healthcheck`, `reprocess`, and the outbound
-//! commands of `client::commands` (`call`, `notify`, `verify-code`, `stop`, `recording`), and
-//! `simulate` / `demo` of `simulate::commands`.
+//! The command line: `serve` (the default), `migrate`, `config`, `healthcheck`, `reprocess`,
+//! `reproject`, `kpis`, the outbound commands of `client::commands` (`call`, `notify`,
+//! `verify-code`, `stop`, `recording`), and `simulate` / `demo` of `simulate::commands`.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -68,6 +68,25 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Print the voice KPIs of the calls that started in a range as JSON, as GET /v1/kpis
+    /// answers them (see docs/kpis.md).
+    Kpis {
+        /// Calls that started at or after this time (RFC 3339).
+        #[arg(long, value_parser = parse_rfc3339)]
+        from: time::OffsetDateTime,
+        /// Calls that started before this time (RFC 3339).
+        #[arg(long, value_parser = parse_rfc3339)]
+        to: time::OffsetDateTime,
+        /// Only the calls of this application.
+        #[arg(long)]
+        app_key: Option<String>,
+        /// Only the calls of this scenario (click2call, notify, verify, playback, unknown).
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Print how PostgreSQL runs the statements instead (EXPLAIN (ANALYZE, BUFFERS)).
+        #[arg(long)]
+        explain: bool,
+    },
     /// Derive call_events, cdrs and calls again from the receipts of a time range (or of all of
     /// them), after a fix to the parser or the projection. On unchanged code the rows come out
     /// identical.
@@ -128,6 +147,22 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate => migrate(config).await,
         Command::Reprocess { id, all } => return reprocess(config, id, all).await,
         Command::Reproject { from, to, all: _ } => reproject(config, from, to).await,
+        Command::Kpis {
+            from,
+            to,
+            app_key,
+            scenario,
+            explain,
+        } => {
+            let filter = store::kpis::KpiFilter {
+                from,
+                to,
+                app_key,
+                scenario,
+                top_hangup_causes: config.kpis.top_hangup_causes,
+            };
+            kpis(config, filter, explain).await
+        }
         Command::Healthcheck { .. } | Command::Config => unreachable!("handled above"),
     };
     match result {
@@ -226,6 +261,31 @@ async fn reproject(
         done.receipts, done.calls
     );
     Ok(())
+}
+
+/// `callhook kpis`: the JSON of GET /v1/kpis, or the plans of its statements. The range is
+/// not bounded by kpis.max_range_days here: whoever runs it has the database anyway.
+async fn kpis(
+    config: Config,
+    filter: store::kpis::KpiFilter,
+    explain: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    filter.check(u32::MAX)?;
+    let pool = store::connect(&config.database).await?;
+    let result = if explain {
+        store::kpis::explain(&pool, &filter)
+            .await
+            .map(|plans| print!("{plans}"))
+    } else {
+        store::kpis::compute(&pool, &filter).await.map(|kpis| {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&kpis).expect("KPIs serialize")
+            )
+        })
+    };
+    pool.close().await;
+    Ok(result?)
 }
 
 /// `<id> <outcome>`, and the error's code and message when there is one.

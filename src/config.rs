@@ -91,6 +91,7 @@ pub struct Config {
     pub simulator: SimulatorConfig,
     pub api: ApiConfig,
     pub console: ConsoleConfig,
+    pub kpis: KpisConfig,
 }
 
 #[derive(Clone, Deserialize, Serialize)]
@@ -317,6 +318,15 @@ pub enum SecureCookie {
     Never,
 }
 
+/// The voice KPIs: `GET /v1/kpis` and their Prometheus metrics (`[kpis]` in config.toml).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KpisConfig {
+    pub max_range_days: u32,
+    pub top_hangup_causes: u32,
+    pub metric_app_keys: Vec<String>,
+}
+
 /// A bearer token of the read API. `SecretString` keeps the token out of `Debug` output.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -510,6 +520,9 @@ impl Config {
                     "signature.mode = \"enforce\" needs public_base_url (the URL the platform signs), or http.trust_forwarded_headers = true behind a proxy that sets X-Forwarded-Proto and X-Forwarded-Host",
                 );
             }
+        }
+        if self.kpis.max_range_days == 0 || self.kpis.top_hangup_causes == 0 {
+            return invalid("kpis.max_range_days and kpis.top_hangup_causes must be at least 1");
         }
         self.api.validate()?;
         self.console.validate()?;

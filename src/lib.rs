@@ -18,6 +18,9 @@ pub mod config;
 pub mod http;
 /// From callback to rows: the receipt (group commit, or the local spool), then the projector.
 pub mod ingest;
+/// The voice KPIs (ASR, NER, ACD, PDD, distributions): definitions shared by `store::kpis`
+/// and the call metrics, which are recorded here.
+pub mod kpis;
 /// Metric names and the Prometheus recorder.
 pub mod metrics;
 /// Wire formats, signatures and times of the platform: the `callhook-platform` crate

@@ -4,6 +4,8 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::kpis;
+
 /// Callbacks answered, by `kind` (status, fee, unknown) and `outcome` (stored, duplicate,
 /// partial, rejected, unauthorized, unavailable, error).
 pub const CALLBACKS_TOTAL: &str = "callhook_callbacks_total";
@@ -47,6 +49,21 @@ pub const DB_POOL_CONNECTIONS: &str = "callhook_db_pool_connections";
 /// Configured maximum pool size.
 pub const DB_POOL_MAX_CONNECTIONS: &str = "callhook_db_pool_max_connections";
 
+/// Calls that ended, by `app_key`, `scenario` and `outcome`: counted once, when the projection
+/// that moves the call's row from in progress to ended commits (`kpis`).
+pub const CALLS_ENDED_TOTAL: &str = "callhook_calls_ended_total";
+/// Ringing of the party that decides the outcome, of each ended call, by `app_key`,
+/// `scenario` and `outcome`.
+pub const CALL_RING_SECONDS: &str = "callhook_call_ring_seconds";
+/// Talk time of each answered call, by `app_key`, `scenario` and `outcome`.
+pub const CALL_TALK_SECONDS: &str = "callhook_call_talk_seconds";
+/// Post-dial delay (first leg: first alerting - first callout) of each ended call, by
+/// `app_key`, `scenario` and `outcome`.
+pub const CALL_PDD_SECONDS: &str = "callhook_call_pdd_seconds";
+/// From a status event's platform `timestamp` to its receipt, per event stored, by `app_key`,
+/// `scenario` and `event_type`.
+pub const CALLBACK_DELAY_SECONDS: &str = "callhook_callback_delay_seconds";
+
 /// Every metric `/metrics` exposes: docs/operations.md's table lists exactly these (a test holds the
 /// two together, and checks each one appears).
 pub const ALL: &[&str] = &[
@@ -70,6 +87,11 @@ pub const ALL: &[&str] = &[
     SPOOL_OLDEST_AGE_SECONDS,
     SPOOL_DAMAGED_BYTES_TOTAL,
     TASK_RESTARTS_TOTAL,
+    CALLS_ENDED_TOTAL,
+    CALL_RING_SECONDS,
+    CALL_TALK_SECONDS,
+    CALL_PDD_SECONDS,
+    CALLBACK_DELAY_SECONDS,
 ];
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -102,6 +124,26 @@ pub fn handle() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Full(INGEST_GROUP_SIZE.to_owned()),
                     GROUP_SIZE_BUCKETS,
+                )
+                .expect("buckets are not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(CALL_RING_SECONDS.to_owned()),
+                    kpis::RING_BUCKETS,
+                )
+                .expect("buckets are not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(CALL_TALK_SECONDS.to_owned()),
+                    kpis::TALK_BUCKETS,
+                )
+                .expect("buckets are not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(CALL_PDD_SECONDS.to_owned()),
+                    kpis::PDD_BUCKETS,
+                )
+                .expect("buckets are not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(CALLBACK_DELAY_SECONDS.to_owned()),
+                    kpis::CALLBACK_DELAY_BUCKETS,
                 )
                 .expect("buckets are not empty")
                 .install_recorder()
@@ -168,6 +210,30 @@ fn describe() {
     describe_counter!(
         TASK_RESTARTS_TOTAL,
         "Background tasks started again after a panic, by task."
+    );
+    describe_counter!(
+        CALLS_ENDED_TOTAL,
+        "Calls that ended, by app_key, scenario and outcome; counted once, when their row is projected as ended."
+    );
+    describe_histogram!(
+        CALL_RING_SECONDS,
+        metrics::Unit::Seconds,
+        "Ringing of the deciding party of each ended call, by app_key, scenario and outcome."
+    );
+    describe_histogram!(
+        CALL_TALK_SECONDS,
+        metrics::Unit::Seconds,
+        "Talk time of each answered call, by app_key, scenario and outcome."
+    );
+    describe_histogram!(
+        CALL_PDD_SECONDS,
+        metrics::Unit::Seconds,
+        "Post-dial delay (first leg: first alerting - first callout) of each ended call."
+    );
+    describe_histogram!(
+        CALLBACK_DELAY_SECONDS,
+        metrics::Unit::Seconds,
+        "From a status event's platform timestamp to its receipt, by app_key, scenario and event_type."
     );
     describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state.");
     describe_gauge!(

@@ -42,6 +42,7 @@ use crate::{
         api::calls::detail,
         api::calls::gaps,
         api::cdrs::list,
+        api::kpis::get,
         api::rejected::list,
         api::rejected::reprocess_one,
         api::rejected::reprocess_all,
@@ -59,6 +60,7 @@ use crate::{
         (name = "callbacks", description = "What the platform pushes (register these URLs)"),
         (name = "call log", description = "One row per call, from everything stored about it"),
         (name = "CDRs", description = "Call detail records as the platform sent them"),
+        (name = "KPIs", description = "Answer and network effectiveness ratios, durations and delays of the calls of a range"),
         (name = "refused callbacks", description = "Kept requests that were refused, and reprocessing them"),
         (name = "operations", description = "Liveness, readiness, metrics and this document"),
     )

@@ -13,7 +13,11 @@
 //! archive) belong in `project`'s transaction too: `Projection::sessions` are the calls it
 //! changed.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -23,11 +27,14 @@ use uuid::Uuid;
 
 use super::{fee_disposition, receipts::Durability, wire_error_json};
 use crate::{
+    calls::CallRecord,
     config::{ProjectorConfig, SignatureMode},
+    kpis::{CallbackDelay, Observations},
     metrics as m,
     platform::{
         callback::{Callback, WireErrorCode, parse_callback},
         signature::Verdict,
+        time::parse_platform_time,
     },
     store::{
         StoreError, calls,
@@ -55,6 +62,9 @@ pub struct Projection {
     pub projected: Vec<Projected>,
     /// The calls whose rows were written.
     pub sessions: Vec<String>,
+    /// What it adds to the call metrics; the caller records them once its transaction has
+    /// committed.
+    pub kpis: Observations,
 }
 
 /// Projects `receipts` (in id order) inside the caller's transaction. `also_refresh` names
@@ -120,7 +130,12 @@ pub async fn project(
     );
     sessions.sort_unstable();
     sessions.dedup();
-    calls::refresh(&mut *tx, &sessions).await?;
+    let refreshed = calls::refresh(&mut *tx, &sessions).await?;
+    let mut kpis = Observations::ended_in(&refreshed);
+    if mode != Mode::Reproject {
+        // Reprojection stores again events that were stored (and measured) before.
+        kpis.callback_delays = callback_delays(&new_events, &inserted_events, &refreshed);
+    }
 
     // Outcomes in id order: of two receipts carrying one new event, the first stored it.
     let mut claimed_events: HashSet<&[u8]> = HashSet::new();
@@ -170,7 +185,39 @@ pub async fn project(
     Ok(Projection {
         projected,
         sessions,
+        kpis,
     })
+}
+
+/// The delay of each status event stored for the first time (once, however many receipts of
+/// the batch carried it), labelled as its call now is.
+fn callback_delays(
+    new_events: &[NewEvent<'_>],
+    inserted: &HashSet<Vec<u8>>,
+    refreshed: &[calls::Refreshed],
+) -> Vec<CallbackDelay> {
+    let records: HashMap<&str, &CallRecord> = refreshed
+        .iter()
+        .map(|call| (call.record.session_id.as_str(), &call.record))
+        .collect();
+    let mut measured: HashSet<&[u8]> = HashSet::new();
+    new_events
+        .iter()
+        .filter(|new| {
+            let fingerprint = &new.event.fingerprint[..];
+            inserted.contains(fingerprint) && measured.insert(fingerprint)
+        })
+        .filter_map(|new| {
+            let event_at = parse_platform_time(new.event.info.timestamp.as_deref()?)?;
+            let record = records.get(new.event.session_id.as_str())?;
+            Some(CallbackDelay::new(
+                record,
+                new.event.event_type.as_str(),
+                event_at,
+                new.received_at,
+            ))
+        })
+        .collect()
 }
 
 /// A signed push is one event however much its content looks like another's: two legs hanging
@@ -301,9 +348,10 @@ pub async fn project_next(pool: &PgPool, batch: Batch) -> Result<usize, StoreErr
             return Ok(0);
         }
         match project(&mut tx, &claimed, Mode::Live, Vec::new()).await {
-            Ok(_) => {
+            Ok(projection) => {
                 tx.commit().await?;
                 record_lag(&claimed);
+                projection.kpis.record();
                 return Ok(claimed.len());
             }
             Err(StoreError::Conflict(error)) if attempt < CONFLICT_ATTEMPTS => {
@@ -344,7 +392,10 @@ async fn project_alone(pool: &PgPool, ids: &[Uuid]) -> Result<(), StoreError> {
         }
         let receipts = [receipt];
         match project(&mut tx, &receipts, Mode::Live, Vec::new()).await {
-            Ok(_) => tx.commit().await?,
+            Ok(projection) => {
+                tx.commit().await?;
+                projection.kpis.record();
+            }
             Err(StoreError::Refused(error)) => {
                 tracing::info!(error = %mask_numbers(&error.to_string()), callback_id = %id, "database refused a value of a receipt");
                 drop(tx);
@@ -449,6 +500,7 @@ pub async fn reprocess(
     let projected = match project(&mut tx, &receipts, Mode::Reprocess, Vec::new()).await {
         Ok(mut projection) => {
             tx.commit().await?;
+            projection.kpis.record();
             projection.projected.remove(0)
         }
         Err(StoreError::Refused(_)) => {
@@ -536,6 +588,7 @@ pub async fn reproject(
         );
         let projection = project(&mut tx, &receipts, Mode::Reproject, deleted).await?;
         tx.commit().await?;
+        projection.kpis.record();
         done.receipts += receipts.len() as u64;
         done.calls += projection.sessions.len() as u64;
     }

@@ -14,7 +14,10 @@ use sqlx::{PgConnection, types::Uuid};
 use time::OffsetDateTime;
 
 use super::StoreError;
-use crate::calls::{CallRecord, CdrFact, EventFact, PlacedFact, project};
+use crate::{
+    calls::{CallRecord, CdrFact, EventFact, PlacedFact, project},
+    kpis,
+};
 
 /// Everything known about one call, fetched in one statement: its events as parallel arrays,
 /// its CDR and its placed call as nullable columns.
@@ -61,6 +64,7 @@ struct Facts {
     placed_display_nbr: Option<String>,
     placed_user_data: Option<String>,
     placed_requested_at: Option<OffsetDateTime>,
+    previous_outcome: Option<String>,
 }
 
 // One CDR per call (spec §1.4); should a session ever carry more, the latest end wins.
@@ -76,8 +80,10 @@ select s as session_id,
        p.id as placed_id, p.operation as placed_operation, p.app_key as placed_app_key,
        p.request->>'callerNbr' as placed_caller_nbr, p.request->>'calleeNbr' as placed_callee_nbr,
        p.request->>'displayNbr' as placed_display_nbr, p.user_data as placed_user_data,
-       p.requested_at as placed_requested_at
+       p.requested_at as placed_requested_at,
+       k.outcome as previous_outcome
 from unnest($1::text[]) as s
+left join calls k on k.session_id = s
 left join lateral (
     select array_agg(event_type) as event_type, array_agg(event_at) as event_at, array_agg(caller) as event_caller,
            array_agg(called) as event_called, array_agg(user_data) as event_user_data,
@@ -179,14 +185,37 @@ const CALL_LOCK_SPACE: i32 = 0x0ca1_1100;
 /// different calls in one bucket wait for each other; that costs little, and is still correct.
 const CALL_LOCK_BUCKETS: i32 = 512;
 
+/// A call's row as `refresh` wrote it, with the outcome its row had before (none: it had no
+/// row).
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    pub record: CallRecord,
+    pub previous_outcome: Option<String>,
+}
+
+impl Refreshed {
+    /// Whether this refresh ended the call: its row went from in progress (or none) to ended.
+    /// Read under the call's lock, so of concurrent writers exactly one sees the change.
+    pub fn ended_now(&self) -> bool {
+        self.record.outcome != kpis::IN_PROGRESS
+            && self
+                .previous_outcome
+                .as_deref()
+                .is_none_or(|was| was == kpis::IN_PROGRESS)
+    }
+}
+
 /// Recomputes the `calls` rows of `sessions` from everything stored about them: three
-/// statements however many calls.
-pub async fn refresh(connection: &mut PgConnection, sessions: &[String]) -> Result<(), StoreError> {
+/// statements however many calls. Returns the rows written.
+pub async fn refresh(
+    connection: &mut PgConnection,
+    sessions: &[String],
+) -> Result<Vec<Refreshed>, StoreError> {
     let mut sessions: Vec<&str> = sessions.iter().map(String::as_str).collect();
     sessions.sort_unstable();
     sessions.dedup();
     if sessions.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     sqlx::query(
         "select pg_advisory_xact_lock($1, k)
@@ -202,14 +231,18 @@ pub async fn refresh(connection: &mut PgConnection, sessions: &[String]) -> Resu
         .bind(&sessions)
         .fetch_all(&mut *connection)
         .await?;
-    let records: Vec<CallRecord> = facts
+    let refreshed: Vec<Refreshed> = facts
         .into_iter()
         .map(|mut facts| {
             let (events, cdr, placed) = (facts.events(), facts.cdr(), facts.placed());
-            project(&facts.session_id, &events, cdr.as_ref(), placed.as_ref())
+            Refreshed {
+                record: project(&facts.session_id, &events, cdr.as_ref(), placed.as_ref()),
+                previous_outcome: facts.previous_outcome.take(),
+            }
         })
         .collect();
-    write(connection, &records).await
+    write(connection, &refreshed).await?;
+    Ok(refreshed)
 }
 
 type Text = Vec<Option<String>>;
@@ -256,11 +289,13 @@ struct Columns {
     has_cdr: Vec<bool>,
     events: Vec<i32>,
     last_callback_at: Time,
+    /// As array literals (`{0,3,1}`): an array of arrays cannot be unnested row by row.
+    callback_delay_counts: Text,
 }
 
-async fn write(connection: &mut PgConnection, records: &[CallRecord]) -> Result<(), StoreError> {
+async fn write(connection: &mut PgConnection, records: &[Refreshed]) -> Result<(), StoreError> {
     let mut c = Columns::default();
-    for r in records {
+    for r in records.iter().map(|refreshed| &refreshed.record) {
         c.session_id.push(r.session_id.clone());
         c.scenario.push(r.scenario);
         c.app_key.push(r.app_key.clone());
@@ -299,6 +334,11 @@ async fn write(connection: &mut PgConnection, records: &[CallRecord]) -> Result<
         c.has_cdr.push(r.has_cdr);
         c.events.push(r.events);
         c.last_callback_at.push(r.last_callback_at);
+        c.callback_delay_counts
+            .push(r.callback_delay_counts.as_ref().map(|counts| {
+                let counts: Vec<String> = counts.iter().map(i32::to_string).collect();
+                format!("{{{}}}", counts.join(","))
+            }));
     }
     sqlx::query(
         // One row version per call: an upsert, whose conflict check is the primary key's index
@@ -312,7 +352,7 @@ async fn write(connection: &mut PgConnection, records: &[CallRecord]) -> Result<
             ended_at, ring_seconds, talk_seconds, outcome, state_code, state_meaning, party_type,
             q850_cause, q850_meaning, ul_fail_reason, ul_fail_meaning, sip_status_code,
             record_flag, record_object_name, record_domain, record_file_download_url, has_cdr,
-            events, last_callback_at, updated_at)
+            events, last_callback_at, updated_at, callback_delay_counts)
          select
             session_id, scenario, app_key, caller, callee, display_number, user_data,
             placed_call_id, a_callout_at, a_alerting_at, a_answer_at, a_disconnect_at,
@@ -320,7 +360,7 @@ async fn write(connection: &mut PgConnection, records: &[CallRecord]) -> Result<
             ended_at, ring_seconds, talk_seconds, outcome, state_code, state_meaning, party_type,
             q850_cause, q850_meaning, ul_fail_reason, ul_fail_meaning, sip_status_code,
             record_flag, record_object_name, record_domain, record_file_download_url, has_cdr,
-            events, coalesce(last_callback_at, now()), now()
+            events, coalesce(last_callback_at, now()), now(), callback_delay_counts::int4[]
          from unnest(
             $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::uuid[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
@@ -328,14 +368,14 @@ async fn write(connection: &mut PgConnection, records: &[CallRecord]) -> Result<
             $16::timestamptz[], $17::text[], $18::timestamptz[], $19::timestamptz[], $20::int4[],
             $21::int4[], $22::text[], $23::int4[], $24::text[], $25::text[], $26::int4[],
             $27::text[], $28::int4[], $29::text[], $30::int4[], $31::int4[], $32::text[],
-            $33::text[], $34::text[], $35::bool[], $36::int4[], $37::timestamptz[]
+            $33::text[], $34::text[], $35::bool[], $36::int4[], $37::timestamptz[], $38::text[]
          ) as u(session_id, scenario, app_key, caller, callee, display_number, user_data,
              placed_call_id, a_callout_at, a_alerting_at, a_answer_at, a_disconnect_at,
              b_callout_at, b_alerting_at, b_answer_at, b_disconnect_at, digits, started_at,
              ended_at, ring_seconds, talk_seconds, outcome, state_code, state_meaning, party_type,
              q850_cause, q850_meaning, ul_fail_reason, ul_fail_meaning, sip_status_code,
              record_flag, record_object_name, record_domain, record_file_download_url, has_cdr,
-             events, last_callback_at)
+             events, last_callback_at, callback_delay_counts)
          on conflict (session_id) do update set
             scenario = excluded.scenario, app_key = excluded.app_key, caller = excluded.caller,
             callee = excluded.callee, display_number = excluded.display_number,
@@ -357,7 +397,8 @@ async fn write(connection: &mut PgConnection, records: &[CallRecord]) -> Result<
             has_cdr = excluded.has_cdr, events = excluded.events,
             last_callback_at = case when excluded.events = 0 and not excluded.has_cdr
                 then calls.last_callback_at else excluded.last_callback_at end,
-            updated_at = excluded.updated_at",
+            updated_at = excluded.updated_at,
+            callback_delay_counts = excluded.callback_delay_counts",
     )
     .bind(c.session_id)
     .bind(c.scenario)
@@ -396,6 +437,7 @@ async fn write(connection: &mut PgConnection, records: &[CallRecord]) -> Result<
     .bind(c.has_cdr)
     .bind(c.events)
     .bind(c.last_callback_at)
+    .bind(c.callback_delay_counts)
     .execute(connection)
     .await?;
     Ok(())

@@ -5,6 +5,8 @@ pub mod calls;
 pub mod cdrs;
 pub mod codes;
 pub mod events;
+/// The voice KPIs of a time range, in SQL (`GET /v1/kpis`, the console).
+pub mod kpis;
 pub mod placed_calls;
 pub mod raw;
 /// The read side (the `/v1` API and its exports): filtered, keyset-paginated lists.

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::kpis::Observations;
 
 /// How an operation ended. Stored as `placed_calls.outcome`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,12 +59,16 @@ pub struct PlacedCall {
 pub async fn record(pool: &sqlx::PgPool, call: &PlacedCall) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     insert(&mut *tx, call).await?;
+    let mut observations = Observations::default();
     if let (Outcome::Accepted, Some(session_id), "click2call" | "notify" | "verify") =
         (call.outcome, &call.session_id, call.operation)
     {
-        super::calls::refresh(&mut tx, std::slice::from_ref(session_id)).await?;
+        // Usually the call has just begun; its callbacks can have been quicker, though.
+        let refreshed = super::calls::refresh(&mut tx, std::slice::from_ref(session_id)).await?;
+        observations = Observations::ended_in(&refreshed);
     }
     tx.commit().await?;
+    observations.record();
     Ok(())
 }
 

@@ -26,6 +26,7 @@ mod fee_callbacks;
 mod fuzz;
 mod fuzz_http;
 mod helpers;
+mod kpis;
 mod migrations;
 mod mutate;
 mod openapi;

@@ -212,6 +212,30 @@ async fn real_answers_match_the_openapi_document(pool: PgPool) {
         get("/v1/cdrs", FULL_TOKEN).await.unwrap(),
     )
     .await;
+    let kpis = doc
+        .check(
+            "get",
+            "/v1/kpis",
+            get(
+                "/v1/kpis?from=2026-11-20T10:00:00Z&to=2026-11-20T12:00:00Z",
+                FULL_TOKEN,
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(kpis["calls"], 1, "{kpis}");
+    doc.check(
+        "get",
+        "/v1/kpis",
+        get(
+            "/v1/kpis?from=2026-11-20T10:00:00Z&to=2026-11-20T10:00:00Z",
+            FULL_TOKEN,
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
     let rejected = doc
         .check(
             "get",

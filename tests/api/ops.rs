@@ -462,7 +462,7 @@ fn has_sample(text: &str, name: &str) -> bool {
 
 /// Every metric docs/operations.md documents is one `metrics::ALL` names, and each one appears on
 /// /metrics once every path has run: stored, duplicate, partial, rejected and unauthorized
-/// callbacks, fee lists, API requests, an export, and a placed call.
+/// callbacks, fee lists, a call that ends, API requests, an export, and a placed call.
 #[sqlx::test]
 async fn every_documented_metric_appears_on_metrics(pool: PgPool) {
     // Arrange
@@ -519,7 +519,18 @@ async fn every_documented_metric_appears_on_metrics(pool: PgPool) {
             .status()
             .as_u16(),
     );
-    assert_eq!(answers, [200, 200, 200, 200, 400, 200, 401]);
+    // The call goes on ringing, is answered and ends: the call metrics.
+    for (event, extra) in [
+        ("alerting", json!({})),
+        ("answer", json!({})),
+        ("disconnect", json!({"stateCode": 0})),
+    ] {
+        let body = status_body(event, "s-every-metric", extra);
+        let path = "/voicecall/status";
+        let response = app.post_signed(path, body, &signed(path)).await;
+        answers.push(response.status().as_u16());
+    }
+    assert_eq!(answers, [200, 200, 200, 200, 400, 200, 401, 200, 200, 200]);
     for path in ["/v1/calls", "/v1/cdrs", "/v1/calls.csv", "/v1/rejected"] {
         let response = app
             .client

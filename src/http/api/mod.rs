@@ -1,11 +1,12 @@
 //! The read API under `/v1`: the call log, CDRs, refused callbacks and their reprocessing, CDR
-//! gaps, and CSV exports. Every route needs a bearer token of `api.tokens` (`auth`); phone
+//! gaps, CSV exports, and the voice KPIs. Every route needs a bearer token of `api.tokens` (`auth`); phone
 //! numbers are masked unless the token's scope is `full` (`view`). The SQL is in `store::read`.
 
 mod auth;
 pub mod calls;
 pub mod cdrs;
 pub mod export;
+pub mod kpis;
 pub mod params;
 pub mod rejected;
 pub mod view;
@@ -26,6 +27,7 @@ pub fn routes() -> Routes {
         .route(Method::GET, "/v1/calls/{session_id}", calls::detail)
         .route(Method::GET, "/v1/gaps", calls::gaps)
         .route(Method::GET, "/v1/cdrs", cdrs::list)
+        .route(Method::GET, "/v1/kpis", kpis::get)
         .route(Method::GET, "/v1/rejected", rejected::list)
         .route(
             Method::POST,

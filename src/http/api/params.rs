@@ -8,9 +8,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::ApiCaller;
 use crate::{
-    config::ApiConfig,
+    config::{ApiConfig, KpisConfig},
     http::error::ApiError,
-    store::read::{CallFilter, CdrFilter, RefusedFilter},
+    store::{
+        kpis::KpiFilter,
+        read::{CallFilter, CdrFilter, RefusedFilter},
+    },
     telemetry::{mask_numbers, mask_phone},
 };
 
@@ -36,9 +39,11 @@ pub fn parse_query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let message = error.inner().to_string();
         if path == "." {
-            // serde reports unknown parameters at the root; name the parameter itself.
+            // serde reports unknown and missing parameters at the root; name the parameter
+            // itself.
             let field = message
                 .strip_prefix("unknown field `")
+                .or_else(|| message.strip_prefix("missing field `"))
                 .and_then(|rest| rest.split('`').next())
                 .unwrap_or("query");
             ApiError::invalid_parameter(field, message.clone())
@@ -166,6 +171,60 @@ impl CallOutcome {
             Self::Rejected => "rejected",
             Self::CallerHungUp => "caller_hung_up",
             Self::Failed => "failed",
+        }
+    }
+}
+
+/// A call's scenario (`calls.scenario`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CallScenario {
+    Click2call,
+    Notify,
+    Verify,
+    Playback,
+    Unknown,
+}
+
+impl CallScenario {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Click2call => "click2call",
+            Self::Notify => "notify",
+            Self::Verify => "verify",
+            Self::Playback => "playback",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// The range and filters of `GET /v1/kpis`. Times are RFC 3339 (write a `+` offset as `%2B`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct KpisParams {
+    /// Calls that started at or after this time (started_at).
+    #[serde(with = "time::serde::rfc3339")]
+    pub from: OffsetDateTime,
+    /// Calls that started before this time (exclusive); later than `from`, and at most
+    /// kpis.max_range_days after it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub to: OffsetDateTime,
+    /// Only the calls of this application.
+    pub app_key: Option<String>,
+    /// Only the calls of this scenario.
+    #[param(inline)]
+    pub scenario: Option<CallScenario>,
+}
+
+impl KpisParams {
+    pub fn filter(&self, config: &KpisConfig) -> KpiFilter {
+        KpiFilter {
+            from: self.from,
+            to: self.to,
+            app_key: self.app_key.clone(),
+            scenario: self.scenario.map(|s| s.as_str().to_owned()),
+            top_hangup_causes: config.top_hangup_causes,
         }
     }
 }
@@ -398,5 +457,26 @@ mod tests {
         .unwrap();
         assert_eq!(ok.from, Some(datetime!(2026-11-23 22:00:00 UTC)));
         assert_eq!(ok.limit, Some(5));
+        let error = parse_query::<KpisParams>(&"/v1/kpis?to=2026-11-24T06:00:00Z".parse().unwrap())
+            .unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("from"));
+    }
+
+    #[test]
+    fn the_scenario_parameter_takes_every_scenario_of_the_call_log() {
+        let parsed: Vec<&str> = crate::calls::SCENARIOS
+            .iter()
+            .map(|name| {
+                let uri = format!(
+                    "/v1/kpis?from=2026-11-24T06:00:00Z&to=2026-11-24T07:00:00Z&scenario={name}"
+                );
+                parse_query::<KpisParams>(&uri.parse().unwrap())
+                    .unwrap()
+                    .scenario
+                    .unwrap()
+                    .as_str()
+            })
+            .collect();
+        assert_eq!(parsed, crate::calls::SCENARIOS);
     }
 }

@@ -1,0 +1,217 @@
+//! The voice KPIs, defined once for every place that shows them: the SQL of `store::kpis`
+//! (`GET /v1/kpis`, the console's KPI page) and the call metrics on `/metrics` (recorded here).
+//! The definitions, their sources and the PromQL are in docs/kpis.md.
+//!
+//! Which calls count: a call counts once it has ended (its outcome is no longer
+//! `in_progress`). Calls still in progress are reported apart and are in no ratio and no mean,
+//! so the figures of a range do not sag while its calls are still ringing, and the metrics,
+//! which can only count a call when it ends, agree with the SQL.
+//!
+//! The metrics count each call once, when a projection commits the change of its row from in
+//! progress (or from no row) to ended. That change happens once per call: a call's row is a
+//! function of the set of its facts, facts are only ever added (a redelivery adds none), and
+//! reprocessing or reprojecting what was projected before leaves an ended row ended. The
+//! figures are those of that moment; what arrives later about an ended call (usually its CDR,
+//! which may refine its times or outcome) is in the SQL, not in the counters.
+
+use std::{collections::BTreeSet, sync::RwLock};
+
+use time::OffsetDateTime;
+
+use crate::{
+    calls::{CallRecord, Leg},
+    config::Config,
+    metrics as m,
+    store::calls::Refreshed,
+};
+
+/// The outcome of a call that has not ended.
+pub const IN_PROGRESS: &str = "in_progress";
+
+/// Every outcome of an ended call (`calls.outcome` but `in_progress`), in the order answers
+/// list them.
+pub const ENDED_OUTCOMES: [&str; 6] = [
+    "answered",
+    "no_answer",
+    "busy",
+    "rejected",
+    "caller_hung_up",
+    "failed",
+];
+
+/// Outcomes that show the network did its job: the called party answered, was busy, did not
+/// answer, or rejected the call (NER, ITU-T E.425 / GSMA IR.42). A caller hanging up first
+/// and a failure are not.
+pub const NETWORK_EFFECTIVE_OUTCOMES: [&str; 4] = ["answered", "busy", "no_answer", "rejected"];
+
+/// Upper bounds (seconds, inclusive) of the distributions, shared by the SQL answer and the
+/// Prometheus histograms so that both cut the same buckets. Ringing: platforms give up after
+/// about 60 s.
+pub const RING_BUCKETS: &[f64] = &[2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0];
+/// Talk time of answered calls.
+pub const TALK_BUCKETS: &[f64] = &[
+    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+];
+/// Post-dial delay of the first leg.
+pub const PDD_BUCKETS: &[f64] = &[0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 30.0];
+/// From the platform's `timestamp` of a status event to our receipt. The platform writes whole
+/// seconds, so a prompt callback measures 0 to 1 s; 0 and less means the platform's clock is
+/// ahead of ours. Each `calls` row keeps its events' counts in these buckets
+/// (`callback_delay_counts`): after a change here, `callhook reproject --all` recounts them.
+pub const CALLBACK_DELAY_BUCKETS: &[f64] =
+    &[0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0];
+
+/// The bucket of `value` among upper bounds `bounds` (inclusive, as Prometheus cuts them): the
+/// number of bounds below it, so `bounds.len()` for a value above them all.
+pub fn bucket_of(bounds: &[f64], value: f64) -> usize {
+    bounds.iter().take_while(|bound| **bound < value).count()
+}
+
+/// Post-dial delay (after RFC 6076's session request delay): the first leg's first alerting
+/// minus its first callout. Unknown when either is missing or they are out of order.
+pub fn pdd_seconds(first_leg: &Leg) -> Option<f64> {
+    let (callout, alerting) = (first_leg.callout_at?, first_leg.alerting_at?);
+    (alerting >= callout).then(|| (alerting - callout).as_seconds_f64())
+}
+
+/// The app keys the metrics name; every other key is `other` (see `[kpis]` in config.toml).
+/// One set per process, as the metrics recorder is: each application started adds its keys.
+static LABELLED_APPS: RwLock<BTreeSet<String>> = RwLock::new(BTreeSet::new());
+
+/// Label value of a call whose app is not known (yet).
+pub const UNKNOWN_APP: &str = "unknown";
+/// Label value of an app key that is not configured.
+pub const OTHER_APP: &str = "other";
+
+/// Adds the configured app keys (`[[apps]]`, `kpis.metric_app_keys`) to those the metrics name.
+pub fn label_apps(config: &Config) {
+    let mut apps = LABELLED_APPS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    apps.extend(config.apps.iter().map(|app| app.key.clone()));
+    apps.extend(config.kpis.metric_app_keys.iter().cloned());
+}
+
+/// The `app_key` label of a call: bounded by the configuration, never taken from the wire
+/// unchecked, since anyone who can post a callback could otherwise create series at will.
+pub fn app_label(app_key: Option<&str>) -> String {
+    let Some(key) = app_key else {
+        return UNKNOWN_APP.to_owned();
+    };
+    let apps = LABELLED_APPS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if apps.contains(key) {
+        key.to_owned()
+    } else {
+        OTHER_APP.to_owned()
+    }
+}
+
+/// A call whose row a projection moved from in progress to ended, as its row then was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndedCall {
+    pub app_key: Option<String>,
+    pub scenario: &'static str,
+    pub outcome: &'static str,
+    pub ring_seconds: Option<f64>,
+    /// Answered calls only (ACD).
+    pub talk_seconds: Option<f64>,
+    pub pdd_seconds: Option<f64>,
+}
+
+impl EndedCall {
+    pub fn of(record: &CallRecord) -> Self {
+        Self {
+            app_key: record.app_key.clone(),
+            scenario: record.scenario,
+            outcome: record.outcome,
+            ring_seconds: record.ring_seconds.map(f64::from),
+            talk_seconds: record
+                .talk_seconds
+                .filter(|_| record.outcome == "answered")
+                .map(f64::from),
+            pdd_seconds: pdd_seconds(&record.a),
+        }
+    }
+}
+
+/// A status event stored for the first time, and how long after its platform time it reached
+/// us.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackDelay {
+    pub app_key: Option<String>,
+    pub scenario: &'static str,
+    pub event_type: &'static str,
+    pub seconds: f64,
+}
+
+impl CallbackDelay {
+    pub fn new(
+        record: &CallRecord,
+        event_type: &'static str,
+        event_at: OffsetDateTime,
+        received_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            app_key: record.app_key.clone(),
+            scenario: record.scenario,
+            event_type,
+            seconds: (received_at - event_at).as_seconds_f64(),
+        }
+    }
+}
+
+/// What one committed projection adds to the call metrics. Recorded only after its
+/// transaction commits, so a rolled-back attempt that is tried again counts nothing twice.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Observations {
+    pub ended: Vec<EndedCall>,
+    pub callback_delays: Vec<CallbackDelay>,
+}
+
+impl Observations {
+    /// The calls that `refreshed` ended.
+    pub fn ended_in(refreshed: &[Refreshed]) -> Self {
+        Self {
+            ended: refreshed
+                .iter()
+                .filter(|call| call.ended_now())
+                .map(|call| EndedCall::of(&call.record))
+                .collect(),
+            callback_delays: Vec::new(),
+        }
+    }
+
+    pub fn extend(&mut self, other: Self) {
+        self.ended.extend(other.ended);
+        self.callback_delays.extend(other.callback_delays);
+    }
+
+    pub fn record(&self) {
+        for call in &self.ended {
+            let labels = [
+                ("app_key", app_label(call.app_key.as_deref())),
+                ("scenario", call.scenario.to_owned()),
+                ("outcome", call.outcome.to_owned()),
+            ];
+            metrics::counter!(m::CALLS_ENDED_TOTAL, &labels).increment(1);
+            let observe = |name: &'static str, value: Option<f64>| {
+                if let Some(value) = value {
+                    metrics::histogram!(name, &labels).record(value);
+                }
+            };
+            observe(m::CALL_RING_SECONDS, call.ring_seconds);
+            observe(m::CALL_TALK_SECONDS, call.talk_seconds);
+            observe(m::CALL_PDD_SECONDS, call.pdd_seconds);
+        }
+        for delay in &self.callback_delays {
+            let labels = [
+                ("app_key", app_label(delay.app_key.as_deref())),
+                ("scenario", delay.scenario.to_owned()),
+                ("event_type", delay.event_type.to_owned()),
+            ];
+            metrics::histogram!(m::CALLBACK_DELAY_SECONDS, &labels).record(delay.seconds);
+        }
+    }
+}
