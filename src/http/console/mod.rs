@@ -17,6 +17,7 @@
 
 mod assets;
 mod call;
+mod kpis;
 mod layout;
 mod live;
 mod login;
@@ -44,6 +45,7 @@ pub fn routes() -> Routes {
         .page(Method::POST, "/console/login", login::submit)
         .page(Method::POST, "/console/logout", login::logout)
         .page(Method::GET, "/console/calls/{session_id}", call::page)
+        .page(Method::GET, "/console/kpis", kpis::page)
         .page(Method::GET, "/console/rejected", rejected::page)
         .page(Method::GET, "/console/operations", operations::page)
         .page(Method::GET, "/console/assets/{file}", assets::serve)
