@@ -277,6 +277,7 @@ async fn pages_need_a_valid_unexpired_session(pool: PgPool) {
             "/console/rejected",
             "/console/calls/x",
             "/console/live/rows",
+            "/console/kpis",
         ] {
             let response = client()
                 .get(app.url(path))
@@ -429,6 +430,7 @@ async fn a_masked_session_sees_no_number_on_any_page(pool: PgPool) {
         "/console/calls/masked-2",
         "/console/rejected",
         "/console/operations",
+        "/console/kpis?from=2026-11-20T00:00&to=2026-11-21T00:00",
     ];
     for path in paths {
         let (status, body) = page(&app, path, &masked).await;
@@ -501,4 +503,51 @@ async fn the_assets_are_embedded(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+}
+
+/// The KPI page shows what `store::kpis` computes for the range, with the exact values beside
+/// the rounded ones, and refuses a range `/v1/kpis` would refuse.
+#[sqlx::test]
+async fn the_kpi_page_shows_the_figures_of_its_range(pool: PgPool) {
+    let app = spawn_api(pool).await;
+    Call::new("kpi-1", hour(0)).deliver(&app).await;
+    Call {
+        answered: false,
+        ..Call::new("kpi-2", hour(1))
+    }
+    .deliver(&app)
+    .await;
+    Call::new("kpi-outside", hour(30)).deliver(&app).await;
+    let cookie = login(&app, MASKED_TOKEN).await;
+    let (status, body) = page(
+        &app,
+        "/console/kpis?from=2026-11-20T10:00&to=2026-11-20T12:00",
+        &cookie,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for tile in [
+        r#"data-kpi="calls" data-value="2""#,
+        r#"data-kpi="asr" data-value="0.5""#,
+        r#"data-kpi="ner" data-value="1""#,
+        r#"data-kpi="acd_seconds" data-value="60""#,
+        // These calls have no alerting event: no post-dial delay to average.
+        r#"data-kpi="pdd_seconds" data-value="""#,
+    ] {
+        assert!(body.contains(tile), "{tile} in {body}");
+    }
+    assert!(body.contains("50.0 %") && body.contains("8102"), "{body}");
+    for (query, field) in [
+        ("from=2026-11-20T12:00&to=2026-11-20T10:00", "to"),
+        ("from=2026-01-01T00:00&to=2026-11-20T10:00", "to"),
+        (
+            "from=2026-11-20T10:00&to=2026-11-20T12:00&scenario=nope",
+            "scenario",
+        ),
+        ("from=yesterday", "from"),
+    ] {
+        let (status, body) = page(&app, &format!("/console/kpis?{query}"), &cookie).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains(field), "{query}: {body}");
+    }
 }

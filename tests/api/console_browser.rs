@@ -243,6 +243,84 @@ async fn the_console_shows_calls_as_they_happen_in_a_real_browser(pool: PgPool) 
     assert_eq!(same, json!("yes"), "the page was reloaded");
     screenshot(browser, "live").await;
 
+    // KPIs: the figures shown are those of an SQL of our own over the same rows.
+    let now = time::OffsetDateTime::now_utc();
+    let (from, to) = (
+        now - time::Duration::hours(2),
+        now + time::Duration::hours(2),
+    );
+    let rfc3339 = |at: time::OffsetDateTime| {
+        let text = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>()
+    };
+    browser
+        .goto(&app.url(&format!(
+            "/console/kpis?from={}&to={}",
+            rfc3339(from),
+            rfc3339(to)
+        )))
+        .await
+        .unwrap();
+    let shown: Value = browser
+        .execute(
+            "return Object.fromEntries(Array.from(document.querySelectorAll('[data-kpi]'))
+                    .map(tile => [tile.dataset.kpi, tile.dataset.value]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let shown = |key: &str| -> Option<f64> {
+        let text = shown[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {shown}"));
+        (!text.is_empty()).then(|| text.parse().unwrap())
+    };
+    let (ended, in_progress, answered, effective, acd, pdd): (
+        i64,
+        i64,
+        i64,
+        i64,
+        Option<f64>,
+        Option<f64>,
+    ) = sqlx::query_as(
+        "select count(*) filter (where outcome <> 'in_progress'),
+                count(*) filter (where outcome = 'in_progress'),
+                count(*) filter (where outcome = 'answered'),
+                count(*) filter (where outcome in ('answered', 'busy', 'no_answer', 'rejected')),
+                (avg(talk_seconds) filter (where outcome = 'answered'))::float8,
+                (avg(extract(epoch from a_alerting_at - a_callout_at))
+                    filter (where outcome <> 'in_progress' and a_alerting_at >= a_callout_at))::float8
+         from calls where started_at >= $1 and started_at < $2",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(ended, placed.len() as i64);
+    let close = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+        (a, b) => a == b,
+    };
+    for (key, expected) in [
+        ("calls", Some(ended as f64)),
+        ("in_progress", Some(in_progress as f64)),
+        ("asr", Some(answered as f64 / ended as f64)),
+        ("ner", Some(effective as f64 / ended as f64)),
+        ("acd_seconds", acd),
+        ("pdd_seconds", pdd),
+    ] {
+        assert!(
+            close(shown(key), expected),
+            "{key}: shown {:?}, SQL {expected:?}",
+            shown(key)
+        );
+    }
+    screenshot(browser, "kpis").await;
+    browser.goto(&app.url("/console")).await.unwrap();
+
     // One call: both legs on the time axis.
     let (answered, _) = &placed[0];
     browser
@@ -354,6 +432,7 @@ async fn the_console_shows_calls_as_they_happen_in_a_real_browser(pool: PgPool) 
     for (name, path) in [
         ("call-masked", format!("/console/calls/{answered}")),
         ("rejected-masked", "/console/rejected".to_owned()),
+        ("kpis-masked", "/console/kpis".to_owned()),
         ("operations-masked", "/console/operations".to_owned()),
     ] {
         pages.push((name, app.url(&path)));

@@ -77,13 +77,13 @@ fn bucket_label(bucket: &Bucket) -> String {
     }
 }
 
-fn distribution(title: &str, buckets: &[Bucket]) -> Markup {
+fn distribution(title: &str, buckets: &[Bucket], counted: &str) -> Markup {
     let bars: Vec<Bar> = buckets
         .iter()
         .map(|b| Bar::new(bucket_label(b), b.count as f64, b.count.to_string()))
         .collect();
     let max = buckets.iter().map(|b| b.count).max().unwrap_or(0) as f64;
-    svg::columns(title, &bars, max, "calls; buckets in seconds")
+    svg::columns(title, &bars, max, &format!("{counted}; buckets in seconds"))
 }
 
 /// `GET /console/kpis`.
@@ -141,8 +141,12 @@ pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer, uri: Ur
         .iter()
         .filter(|o| o.calls > 0)
         .map(|o| {
-            Bar::new(outcome_label(&o.outcome), o.calls as f64, o.calls.to_string())
-                .class(format!("o-{}", o.outcome))
+            Bar::new(
+                outcome_label(&o.outcome),
+                o.calls as f64,
+                o.calls.to_string(),
+            )
+            .class(format!("o-{}", o.outcome))
         })
         .collect();
     let causes: Vec<Bar> = k
@@ -201,17 +205,17 @@ pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer, uri: Ur
         section.two {
             div {
                 h2 { "Ring time" }
-                (distribution("Ring time", &k.ring_seconds))
+                (distribution("Ring time", &k.ring_seconds, "calls"))
             }
             div {
                 h2 { "Talk time (answered calls)" }
-                (distribution("Talk time", &k.talk_seconds))
+                (distribution("Talk time", &k.talk_seconds, "calls"))
             }
         }
         section {
             h2 { "Callback delay" }
             p.muted { "The platform's timestamp of each status event to our receipt (whole seconds on the platform's side)." }
-            (distribution("Callback delay", &k.callback_delay))
+            (distribution("Callback delay", &k.callback_delay, "status events"))
         }
     };
     Ok(layout::page("KPIs", Some(&viewer), Nav::Kpis, body))

@@ -55,7 +55,7 @@ pub fn hbars(title: &str, bars: &[Bar], max: Option<f64>) -> Markup {
                 @let w = (span * fraction(bar.value, max)).max(if bar.value > 0.0 { 2.0 } else { 0.0 });
                 g {
                     title { (bar.label) ": " (bar.shown) }
-                    text.label x=(LABEL - 8.0) y=(y + 16.0) text-anchor="end" { (bar.label) }
+                    text.label x=(LABEL - 8.0) y=(y + 16.0) text-anchor="end" { (clip(&bar.label, 34)) }
                     rect.track x=(LABEL) y=(y + 3.0) width=(span) height=(ROW - 8.0) rx="3" {}
                     rect class=(bar.class) x=(LABEL) y=(y + 3.0) width=(w) height=(ROW - 8.0) rx="3" {}
                     text.value x=(LABEL + w + 6.0) y=(y + 16.0) { (bar.shown) }
@@ -92,6 +92,9 @@ pub fn columns(title: &str, bars: &[Bar], max: f64, axis: &str) -> Markup {
                 g {
                     title { (bar.label) ": " (bar.shown) }
                     rect class=(bar.class) x=(x + slot * 0.12) y=(TOP + plot_h - h) width=(slot * 0.76) height=(h) rx="2" {}
+                    @if bar.value > 0.0 && slot >= 24.0 {
+                        text.value x=(x + slot / 2.0) y=(TOP + plot_h - h - 4.0) text-anchor="middle" { (short(bar.value)) }
+                    }
                     @if i % every == 0 {
                         text.tick x=(x + slot / 2.0) y=(TOP + plot_h + 16.0) text-anchor="middle" { (bar.label) }
                     }
@@ -152,6 +155,17 @@ pub fn share(title: &str, parts: &[Bar]) -> Markup {
     }
 }
 
+/// `text` cut to `chars` characters (the whole of it is in the bar's tooltip).
+fn clip(text: &str, chars: usize) -> String {
+    if text.chars().count() <= chars {
+        text.to_owned()
+    } else {
+        let mut cut: String = text.chars().take(chars - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
 /// A number short enough for an axis: `1200` → `1.2k`.
 pub fn short(value: f64) -> String {
     if value >= 10_000.0 {
@@ -193,6 +207,8 @@ mod tests {
         let empty = gauge("g", 0.0, 1.0, "0%", "ok").into_string();
         assert!(!empty.contains(r#"class="ok""#), "{empty}");
         assert_eq!(short(1234.0), "1.2k");
+        assert_eq!(clip("released normally", 8), "release…");
+        assert_eq!(clip("busy", 8), "busy");
         assert_eq!(short(0.5), "0.50");
     }
 }
