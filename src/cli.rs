@@ -11,7 +11,7 @@ use crate::{
     client,
     config::Config,
     ingest, simulate,
-    store::{self, raw::Outcome},
+    store::{self, raw::ReceiptOutcome},
     telemetry,
 };
 
@@ -219,15 +219,16 @@ async fn reprocess(config: Config, id: Option<uuid::Uuid>, all: bool) -> ExitCod
                 println!("{line}");
             }
             if all {
-                let count = |outcome: Outcome| done.iter().filter(|d| d.outcome == outcome).count();
+                let count =
+                    |outcome: ReceiptOutcome| done.iter().filter(|d| d.outcome == outcome).count();
                 println!(
                     "reprocessed {}: {} stored, {} duplicate, {} partial, {} still rejected, {} still unrecognized",
                     done.len(),
-                    count(Outcome::Stored),
-                    count(Outcome::Duplicate),
-                    count(Outcome::Partial),
-                    count(Outcome::Rejected),
-                    count(Outcome::Unrecognized),
+                    count(ReceiptOutcome::Stored),
+                    count(ReceiptOutcome::Duplicate),
+                    count(ReceiptOutcome::Partial),
+                    count(ReceiptOutcome::Rejected),
+                    count(ReceiptOutcome::Unrecognized),
                 );
             }
             if done.is_empty() && !all {

@@ -18,7 +18,7 @@ use figment::{
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::{platform::signature::DigestVariant, simulate::scenario::Outcome};
+use crate::{platform::signature::DigestVariant, simulate::scenario::ScenarioOutcome};
 
 /// The embedded `config.toml`: the base layer, and so the one place defaults are written.
 pub const DEFAULT_CONFIG: &str = include_str!("../config.toml");
@@ -232,7 +232,7 @@ pub struct SimulatorConfig {
     pub time_scale: f64,
     pub seed: u64,
     #[serde(serialize_with = "serialize_weights")]
-    pub outcome_weights: HashMap<Outcome, u32>,
+    pub outcome_weights: HashMap<ScenarioOutcome, u32>,
     pub callback_signature: CallbackSignature,
     pub status_url: String,
     pub fee_url: String,
@@ -673,7 +673,7 @@ fn serialize_secrets<S: Serializer>(
 
 /// Sorted, so that two runs print the same.
 fn serialize_weights<S: Serializer>(
-    weights: &HashMap<Outcome, u32>,
+    weights: &HashMap<ScenarioOutcome, u32>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     let sorted: BTreeMap<&str, u32> = weights.iter().map(|(o, w)| (o.as_str(), *w)).collect();

@@ -73,7 +73,7 @@ use crate::{
         signature::is_valid_nonce,
         time::format_created,
     },
-    store::placed_calls::{self, Outcome, PlacedCall},
+    store::placed_calls::{self, PlacedCall, PlacedOutcome},
     telemetry::mask_numbers,
 };
 
@@ -279,10 +279,10 @@ impl PlatformClient {
             (Ok(app), Ok(())) => self.exchange::<O>(app, &wire, &mut trace).await,
         };
         let outcome = match &result {
-            Ok(_) => Outcome::Accepted,
-            Err(Error::Platform { .. }) => Outcome::Refused,
-            Err(error) if error.may_have_placed_call() => Outcome::Failed,
-            Err(_) => Outcome::NotSent,
+            Ok(_) => PlacedOutcome::Accepted,
+            Err(Error::Platform { .. }) => PlacedOutcome::Refused,
+            Err(error) if error.may_have_placed_call() => PlacedOutcome::Failed,
+            Err(_) => PlacedOutcome::NotSent,
         };
         let row = PlacedCall {
             id: Uuid::now_v7(),

@@ -30,7 +30,7 @@ use crate::{
         callback::{Callback, WireErrorCode, parse_callback},
         signature::{UsernameToken, Verdict, parse_username_token, redact_username_token},
     },
-    store::raw::{Outcome, Receipt},
+    store::raw::{Receipt, ReceiptOutcome},
 };
 
 /// Where a callback arrived. The platform may be given one URL for both kinds, so every
@@ -181,7 +181,7 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
     let mut receipt = new_receipt(&parts, endpoint, body);
     if let Some(error) = body_error {
         receipt.body_truncated = true;
-        let answer = refuse(&state, receipt, Outcome::Rejected, error).await;
+        let answer = refuse(&state, receipt, ReceiptOutcome::Rejected, error).await;
         return finish(answer, "unknown", started);
     }
 
@@ -214,7 +214,7 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
     let enforce = state.config.signature.mode == SignatureMode::Enforce;
     if enforce && receipt.signature_verdict != Verdict::Valid {
         let error = ApiError::SignatureRefused(receipt.signature_verdict);
-        let answer = refuse(&state, receipt, Outcome::Unauthorized, error).await;
+        let answer = refuse(&state, receipt, ReceiptOutcome::Unauthorized, error).await;
         return finish(answer, kind, started);
     }
     let label = match &parsed.result {
@@ -234,13 +234,13 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
             // so a new event type is visible and can be reprocessed once the parser learns it.
             tracing::warn!(event_type = receipt.event_type.as_deref(), callback_id = %receipt.id, "unknown eventType: kept for reprocessing");
             metrics::counter!(m::REJECTIONS_TOTAL, "reason" => error.code.as_str()).increment(1);
-            receipt.outcome = Outcome::Unrecognized;
+            receipt.outcome = ReceiptOutcome::Unrecognized;
             receipt.error = Some(ingest::wire_error_json(error));
             UNRECOGNIZED
         }
         Err(error) => {
             let error = ApiError::BadInput(error.clone());
-            let answer = refuse(&state, receipt, Outcome::Rejected, error).await;
+            let answer = refuse(&state, receipt, ReceiptOutcome::Rejected, error).await;
             return finish(answer, kind, started);
         }
     };
@@ -251,7 +251,7 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
         OnReplay::Accept
     };
     let answer = match state.receipts.keep(receipt, on_replay).await {
-        Ok((receipt, _)) if receipt.outcome == Outcome::Unauthorized => {
+        Ok((receipt, _)) if receipt.outcome == ReceiptOutcome::Unauthorized => {
             metrics::counter!(m::REJECTIONS_TOTAL, "reason" => "signature_replayed").increment(1);
             let error = ApiError::SignatureRefused(Verdict::Replayed);
             (error.into_response(), "unauthorized")
@@ -297,7 +297,7 @@ async fn wrong_method(state: AppState, endpoint: Endpoint, request: Request) -> 
     let error = ApiError::MethodNotAllowed {
         method: parts.method.to_string(),
     };
-    let answer = refuse(&state, receipt, Outcome::Rejected, error).await;
+    let answer = refuse(&state, receipt, ReceiptOutcome::Rejected, error).await;
     finish(answer, "unknown", started)
 }
 
@@ -306,7 +306,7 @@ async fn wrong_method(state: AppState, endpoint: Endpoint, request: Request) -> 
 async fn refuse(
     state: &AppState,
     mut receipt: Receipt,
-    outcome: Outcome,
+    outcome: ReceiptOutcome,
     error: ApiError,
 ) -> (Response, &'static str) {
     metrics::counter!(m::REJECTIONS_TOTAL, "reason" => error.code()).increment(1);
@@ -469,7 +469,7 @@ fn new_receipt(parts: &Parts, endpoint: Endpoint, body: bytes::Bytes) -> Receipt
         app_key: None,
         nonce: None,
         signature_verdict: Verdict::NotChecked,
-        outcome: Outcome::Received,
+        outcome: ReceiptOutcome::Received,
         http_status: 200,
         error: None,
         request_id: parts

@@ -254,7 +254,7 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %mask_numbers(&error.to_string()), "database unavailable");
                 Self::Unavailable(Unavailable::Database)
             }
-            StoreError::Refused(_) => Self::UnstorableValue,
+            StoreError::InvalidValue(_) => Self::UnstorableValue,
             StoreError::Other(_) | StoreError::Migrate(_) => {
                 tracing::error!(error = %mask_numbers(&error.to_string()), "storage failed");
                 Self::internal("storage failed; nothing was changed")

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::{
     platform::callback::{FeeBatch, RecordError, WireError},
-    store::raw::{Outcome, RecordCounts},
+    store::raw::{ReceiptOutcome, RecordCounts},
 };
 
 /// A parse error as answered and as kept: `{code, message, field?, records?}`.
@@ -36,7 +36,7 @@ pub fn wire_error_json(error: &WireError) -> Value {
 fn fee_disposition(
     batch: &FeeBatch,
     stored: u64,
-) -> (Outcome, Option<Value>, Option<RecordCounts>) {
+) -> (ReceiptOutcome, Option<Value>, Option<RecordCounts>) {
     let valid = batch.records.len() as u64;
     let counts = RecordCounts {
         total: count(batch.total() as u64),
@@ -45,11 +45,11 @@ fn fee_disposition(
         rejected: count(batch.rejected.len() as u64),
     };
     let outcome = if !batch.rejected.is_empty() {
-        Outcome::Partial
+        ReceiptOutcome::Partial
     } else if stored > 0 {
-        Outcome::Stored
+        ReceiptOutcome::Stored
     } else {
-        Outcome::Duplicate
+        ReceiptOutcome::Duplicate
     };
     let error = (!batch.rejected.is_empty()).then(|| {
         json!({

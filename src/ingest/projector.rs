@@ -40,7 +40,7 @@ use crate::{
         StoreError, calls,
         cdrs::{self, NewCdr},
         events::{self, NewEvent},
-        raw::{self, KeptReceipt, Outcome, OutcomeColumn, Projected},
+        raw::{self, KeptReceipt, OutcomeColumn, Projected, ReceiptOutcome},
     },
     telemetry::mask_numbers,
 };
@@ -147,9 +147,9 @@ pub async fn project(
                 let stored =
                     inserted_events.contains(fingerprint) && claimed_events.insert(fingerprint);
                 let outcome = if stored {
-                    Outcome::Stored
+                    ReceiptOutcome::Stored
                 } else {
-                    Outcome::Duplicate
+                    ReceiptOutcome::Duplicate
                 };
                 (outcome, None, None)
             }
@@ -160,10 +160,12 @@ pub async fn project(
                     .count();
                 fee_disposition(batch, stored as u64)
             }
-            Err(error) if error.code == WireErrorCode::UnknownEventType => {
-                (Outcome::Unrecognized, Some(wire_error_json(error)), None)
-            }
-            Err(error) => (Outcome::Rejected, Some(wire_error_json(error)), None),
+            Err(error) if error.code == WireErrorCode::UnknownEventType => (
+                ReceiptOutcome::Unrecognized,
+                Some(wire_error_json(error)),
+                None,
+            ),
+            Err(error) => (ReceiptOutcome::Rejected, Some(wire_error_json(error)), None),
         };
         projected.push(Projected {
             id: receipt.id,
@@ -232,17 +234,17 @@ fn push_identity(content: &[u8; 32], nonce: &str) -> [u8; 32] {
 
 fn outcome_column(mode: Mode, receipt: &KeptReceipt) -> OutcomeColumn {
     match mode {
-        Mode::Live => OutcomeColumn::Outcome,
+        Mode::Live => OutcomeColumn::Original,
         Mode::Reprocess => OutcomeColumn::Reprocess,
         Mode::Reproject if receipt.reprocessed_at.is_some() => OutcomeColumn::Reprocess,
-        Mode::Reproject => OutcomeColumn::Outcome,
+        Mode::Reproject => OutcomeColumn::Original,
     }
 }
 
 fn count<E>(parsed: &[Result<Callback, E>], projected: &[Projected]) {
     for (callback, projected) in parsed.iter().zip(projected) {
         match (callback, projected.outcome) {
-            (Ok(Callback::Status(_)), Outcome::Duplicate) => {
+            (Ok(Callback::Status(_)), ReceiptOutcome::Duplicate) => {
                 metrics::counter!(m::DUPLICATES_TOTAL, "kind" => "status").increment(1);
             }
             (Ok(Callback::Fee(_)), _) => {
@@ -272,7 +274,7 @@ async fn keep_unstorable(
 ) -> Result<Projected, StoreError> {
     let projected = Projected {
         id,
-        outcome: Outcome::Rejected,
+        outcome: ReceiptOutcome::Rejected,
         error: Some(json!({
             "code": "unstorable_value",
             "message": "the callback holds a value PostgreSQL cannot store",
@@ -360,7 +362,7 @@ pub async fn project_next(pool: &PgPool, batch: Batch) -> Result<usize, StoreErr
                 tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
                 attempt += 1;
             }
-            Err(StoreError::Refused(_)) => {
+            Err(StoreError::InvalidValue(_)) => {
                 drop(tx);
                 let ids: Vec<Uuid> = claimed.iter().map(|r| r.id).collect();
                 project_alone(pool, &ids).await?;
@@ -387,7 +389,7 @@ async fn project_alone(pool: &PgPool, ids: &[Uuid]) -> Result<(), StoreError> {
         let Some(receipt) = raw::lock(&mut tx, *id).await? else {
             continue;
         };
-        if receipt.outcome != Outcome::Received.as_str() {
+        if receipt.outcome != ReceiptOutcome::Received.as_str() {
             continue;
         }
         let receipts = [receipt];
@@ -396,10 +398,10 @@ async fn project_alone(pool: &PgPool, ids: &[Uuid]) -> Result<(), StoreError> {
                 tx.commit().await?;
                 projection.kpis.record();
             }
-            Err(StoreError::Refused(error)) => {
+            Err(StoreError::InvalidValue(error)) => {
                 tracing::info!(error = %mask_numbers(&error.to_string()), callback_id = %id, "database refused a value of a receipt");
                 drop(tx);
-                keep_unstorable(pool, *id, OutcomeColumn::Outcome).await?;
+                keep_unstorable(pool, *id, OutcomeColumn::Original).await?;
             }
             Err(other) => return Err(other),
         }
@@ -413,7 +415,7 @@ async fn project_alone(pool: &PgPool, ids: &[Uuid]) -> Result<(), StoreError> {
 pub struct Reprocessed {
     pub id: Uuid,
     /// Stored, Duplicate, Partial, or Rejected/Unrecognized when today's parser still refuses it.
-    pub outcome: Outcome,
+    pub outcome: ReceiptOutcome,
     /// The error, when it is still (partly) refused.
     pub error: Option<Value>,
 }
@@ -459,11 +461,11 @@ impl NotReprocessable {
 }
 
 /// Outcomes a refused callback can be reprocessed from.
-const REPROCESSABLE: [Outcome; 4] = [
-    Outcome::Rejected,
-    Outcome::Partial,
-    Outcome::Unrecognized,
-    Outcome::Unauthorized,
+const REPROCESSABLE: [ReceiptOutcome; 4] = [
+    ReceiptOutcome::Rejected,
+    ReceiptOutcome::Partial,
+    ReceiptOutcome::Unrecognized,
+    ReceiptOutcome::Unauthorized,
 ];
 
 fn verdict_passes(mode: SignatureMode, verdict: Verdict) -> bool {
@@ -482,7 +484,7 @@ pub async fn reprocess(
     let Some(receipt) = raw::lock(&mut tx, id).await? else {
         return Ok(Err(NotReprocessable::Unknown));
     };
-    let outcome = Outcome::parse(&receipt.outcome);
+    let outcome = ReceiptOutcome::parse(&receipt.outcome);
     if !outcome.is_some_and(|o| REPROCESSABLE.contains(&o)) {
         return Ok(Err(NotReprocessable::NotRefused));
     }
@@ -503,7 +505,7 @@ pub async fn reprocess(
             projection.kpis.record();
             projection.projected.remove(0)
         }
-        Err(StoreError::Refused(_)) => {
+        Err(StoreError::InvalidValue(_)) => {
             // Still unstorable (e.g. a NUL character).
             drop(tx);
             keep_unstorable(pool, id, OutcomeColumn::Reprocess).await?

@@ -28,7 +28,7 @@ use crate::{
     platform::signature::Verdict,
     store::{
         StoreError,
-        raw::{self, Outcome, Receipt},
+        raw::{self, Receipt, ReceiptOutcome},
     },
     telemetry::mask_numbers,
 };
@@ -373,7 +373,7 @@ fn mark_replayed(pending: &mut Pending) {
     let receipt = &mut pending.receipt;
     receipt.signature_verdict = Verdict::Replayed;
     if let OnReplay::Refuse(error) = &pending.on_replay {
-        receipt.outcome = Outcome::Unauthorized;
+        receipt.outcome = ReceiptOutcome::Unauthorized;
         receipt.http_status = 401;
         receipt.error = Some(error.clone());
     }

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::{
     platform::signature::Verdict,
-    store::raw::{Outcome, Receipt, endpoint_name},
+    store::raw::{Receipt, ReceiptOutcome, endpoint_name},
 };
 
 const MAGIC: &[u8; 16] = b"callhook-spool01";
@@ -486,7 +486,7 @@ fn decode_payload(payload: &[u8]) -> Option<Receipt> {
         nonce: s.nonce,
         signature_verdict: Verdict::parse(&s.signature_verdict)?,
         request_id: s.request_id,
-        outcome: Outcome::parse(&s.outcome)?,
+        outcome: ReceiptOutcome::parse(&s.outcome)?,
         http_status: s.http_status,
         error: match s.error {
             Some(text) => Some(serde_json::from_str(&text).ok()?),
@@ -524,7 +524,7 @@ mod tests {
             nonce: Some(format!("N{n}")),
             signature_verdict: Verdict::Valid,
             request_id: None,
-            outcome: Outcome::Received,
+            outcome: ReceiptOutcome::Received,
             http_status: 200,
             error: Some(serde_json::json!({"code": "x"})),
         }

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use super::{Simulator, scenario::Outcome};
+use super::{Simulator, scenario::ScenarioOutcome};
 use crate::{
     app::Application,
     client::{ClickToCall, PlatformClient, PlayContentInfo, VerificationCode, VoiceNotification},
@@ -98,12 +98,12 @@ pub async fn run(mut config: Config, database: DemoDatabase) -> Result<(), DemoE
     let app_key = client.app_key(None)?.to_owned();
     let mut placed = Vec::new();
     for (label, outcome) in [
-        ("click-to-call, answered", Outcome::Answered),
-        ("click-to-call, driver busy", Outcome::Busy),
-        ("click-to-call, no answer", Outcome::NoAnswer),
+        ("click-to-call, answered", ScenarioOutcome::Answered),
+        ("click-to-call, driver busy", ScenarioOutcome::Busy),
+        ("click-to-call, no answer", ScenarioOutcome::NoAnswer),
         (
             "click-to-call, driver hangs up first",
-            Outcome::CalleeHangsUpFirst,
+            ScenarioOutcome::CalleeHangsUpFirst,
         ),
     ] {
         let accepted = client

@@ -5,9 +5,9 @@
 pub mod commands;
 pub mod demo;
 pub mod load;
-pub mod platform;
 pub mod push;
 pub mod scenario;
+pub mod stand_in;
 pub mod traffic;
 
 use std::{future::Future, net::SocketAddr};
@@ -17,7 +17,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use self::platform::SimState;
+use self::stand_in::SimState;
 use crate::config::Config;
 
 /// A bound stand-in platform.
@@ -54,7 +54,7 @@ impl Simulator {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, platform::router(self.state))
+        axum::serve(self.listener, stand_in::router(self.state))
             .with_graceful_shutdown(shutdown)
             .await
     }

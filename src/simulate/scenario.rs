@@ -16,7 +16,7 @@ use crate::platform::{
 /// from the configured weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum ScenarioOutcome {
     /// Answered, talked, the caller side releases normally.
     Answered,
     /// The called party never answers; ringing times out.
@@ -33,7 +33,7 @@ pub enum Outcome {
     PlatformFailure,
 }
 
-impl Outcome {
+impl ScenarioOutcome {
     pub const ALL: [Self; 7] = [
         Self::Answered,
         Self::NoAnswer,
@@ -106,7 +106,7 @@ pub struct CallPlan {
     /// Click-to-call: B (calleeNbr).
     pub second_party: Option<String>,
     pub user_data: Option<String>,
-    pub outcome: Outcome,
+    pub outcome: ScenarioOutcome,
     pub record: bool,
     pub started: OffsetDateTime,
 }
@@ -210,7 +210,8 @@ pub fn play(plan: &CallPlan) -> (Vec<Step>, FeeInfo) {
         CallStatusInfo::default(),
     );
     cdr.call_out_alerting_time = Some(time(2));
-    let two_legs = plan.service == Service::ClickToCall && plan.outcome != Outcome::PlatformFailure;
+    let two_legs =
+        plan.service == Service::ClickToCall && plan.outcome != ScenarioOutcome::PlatformFailure;
     if !two_legs && let Some((state, q850, reason, sip)) = failure {
         push(
             20,
@@ -278,12 +279,12 @@ pub fn play(plan: &CallPlan) -> (Vec<Step>, FeeInfo) {
             cdr.fwd_alerting_time = Some(time(8));
             if let Some((state, q850, reason, sip)) = failure {
                 // B's leg fails; A is released with the same cause.
-                let end = if plan.outcome == Outcome::CallerHangsUpFirst {
+                let end = if plan.outcome == ScenarioOutcome::CallerHangsUpFirst {
                     12
                 } else {
                     30
                 };
-                let party = if plan.outcome == Outcome::CallerHangsUpFirst {
+                let party = if plan.outcome == ScenarioOutcome::CallerHangsUpFirst {
                     PARTY_A
                 } else {
                     PARTY_B
@@ -316,7 +317,7 @@ pub fn play(plan: &CallPlan) -> (Vec<Step>, FeeInfo) {
                     CallStatusInfo::default(),
                 );
                 cdr.fwd_answer_time = Some(time(10));
-                let party = if plan.outcome == Outcome::CalleeHangsUpFirst {
+                let party = if plan.outcome == ScenarioOutcome::CalleeHangsUpFirst {
                     PARTY_B
                 } else {
                     PARTY_A
@@ -403,7 +404,7 @@ mod tests {
 
     use super::*;
 
-    fn plan(service: Service, outcome: Outcome) -> CallPlan {
+    fn plan(service: Service, outcome: ScenarioOutcome) -> CallPlan {
         CallPlan {
             session_id: "1_2_3_20261124060000@callenabler.simulator".into(),
             app_key: "app".into(),
@@ -421,7 +422,7 @@ mod tests {
 
     #[test]
     fn an_answered_click_to_call_has_both_legs_and_a_matching_cdr() {
-        let (steps, cdr) = play(&plan(Service::ClickToCall, Outcome::Answered));
+        let (steps, cdr) = play(&plan(Service::ClickToCall, ScenarioOutcome::Answered));
         let types: Vec<&str> = steps.iter().map(|s| s.event_type.as_str()).collect();
         assert_eq!(
             types,
@@ -443,7 +444,7 @@ mod tests {
 
     #[test]
     fn a_call_stopped_while_a_answers_has_a_cdr_without_what_came_after() {
-        let mut planned = plan(Service::ClickToCall, Outcome::Answered);
+        let mut planned = plan(Service::ClickToCall, ScenarioOutcome::Answered);
         planned.record = true;
         let (_, mut cdr) = play(&planned);
         assert!(cdr.fwd_answer_time.is_some() && cdr.record_start_time.is_some());
@@ -468,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_call_stopped_before_its_failure_carries_no_failure_codes() {
-        let (_, mut cdr) = play(&plan(Service::ClickToCall, Outcome::Busy));
+        let (_, mut cdr) = play(&plan(Service::ClickToCall, ScenarioOutcome::Busy));
         assert_eq!(
             (cdr.fwd_unasw_rsn, cdr.sip_status_code),
             (Some(17), Some(486))
@@ -489,7 +490,7 @@ mod tests {
 
     #[test]
     fn a_busy_callee_fails_the_second_leg_with_the_documented_codes() {
-        let (steps, cdr) = play(&plan(Service::ClickToCall, Outcome::Busy));
+        let (steps, cdr) = play(&plan(Service::ClickToCall, ScenarioOutcome::Busy));
         assert!(steps.iter().all(|s| s.event_type != EventType::Answer
             || s.info.called.as_deref() != Some("+8613800000002")));
         assert_eq!(
@@ -503,7 +504,7 @@ mod tests {
     fn a_notification_with_collection_reports_the_digits() {
         let (steps, _) = play(&plan(
             Service::Notification { collect: true },
-            Outcome::Answered,
+            ScenarioOutcome::Answered,
         ));
         assert!(
             steps.iter().any(|s| s.event_type == EventType::CollectInfo
@@ -514,13 +515,16 @@ mod tests {
     #[test]
     fn the_outcome_can_be_requested_through_user_data() {
         assert_eq!(
-            Outcome::requested_in(Some("order-7;sim-outcome=busy")),
-            Some(Outcome::Busy)
+            ScenarioOutcome::requested_in(Some("order-7;sim-outcome=busy")),
+            Some(ScenarioOutcome::Busy)
         );
         assert_eq!(
-            Outcome::requested_in(Some("sim-outcome=callee_hangs_up_first")),
-            Some(Outcome::CalleeHangsUpFirst)
+            ScenarioOutcome::requested_in(Some("sim-outcome=callee_hangs_up_first")),
+            Some(ScenarioOutcome::CalleeHangsUpFirst)
         );
-        assert_eq!(Outcome::requested_in(Some("sim-outcome=nonsense")), None);
+        assert_eq!(
+            ScenarioOutcome::requested_in(Some("sim-outcome=nonsense")),
+            None
+        );
     }
 }

@@ -37,10 +37,10 @@ pub enum StoreError {
     /// timeout): the same work will very likely succeed if tried again at once.
     #[error("database conflict: {0}")]
     Conflict(#[source] sqlx::Error),
-    /// The database refused a value we were given (SQLSTATE class 22, e.g. a NUL character in a
-    /// string): the input's fault, not ours (HTTP 400).
-    #[error("database refused a value: {0}")]
-    Refused(#[source] sqlx::Error),
+    /// A value we were given that PostgreSQL cannot take (SQLSTATE class 22, "data exception",
+    /// e.g. a NUL character in a string): the input's fault, not ours (HTTP 400).
+    #[error("invalid value for the database: {0}")]
+    InvalidValue(#[source] sqlx::Error),
     /// Anything else is a bug or a broken schema (HTTP 500).
     #[error("database error: {0}")]
     Other(#[source] sqlx::Error),
@@ -70,7 +70,7 @@ impl From<sqlx::Error> for StoreError {
         } else if retryable {
             Self::Unavailable(error)
         } else if code.starts_with("22") {
-            Self::Refused(error)
+            Self::InvalidValue(error)
         } else {
             Self::Other(error)
         }

@@ -10,7 +10,7 @@ use crate::kpis::Observations;
 
 /// How an operation ended. Stored as `placed_calls.outcome`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum PlacedOutcome {
     /// The platform accepted it (resultcode "0", or the recording link's 301).
     Accepted,
     /// The platform answered with another resultcode.
@@ -21,7 +21,7 @@ pub enum Outcome {
     NotSent,
 }
 
-impl Outcome {
+impl PlacedOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
@@ -47,7 +47,7 @@ pub struct PlacedCall {
     pub result_desc: Option<String>,
     pub session_id: Option<String>,
     pub user_data: Option<String>,
-    pub outcome: Outcome,
+    pub outcome: PlacedOutcome,
     pub error: Option<String>,
     pub attempts: u32,
     pub requested_at: OffsetDateTime,
@@ -60,7 +60,7 @@ pub async fn record(pool: &sqlx::PgPool, call: &PlacedCall) -> Result<(), StoreE
     let mut tx = pool.begin().await?;
     insert(&mut *tx, call).await?;
     let mut observations = Observations::default();
-    if let (Outcome::Accepted, Some(session_id), "click2call" | "notify" | "verify") =
+    if let (PlacedOutcome::Accepted, Some(session_id), "click2call" | "notify" | "verify") =
         (call.outcome, &call.session_id, call.operation)
     {
         // Usually the call has just begun; its callbacks can have been quicker, though.

@@ -13,7 +13,7 @@ use crate::platform::signature::Verdict;
 
 /// What became of a request. Stored as `raw_callbacks.outcome`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ReceiptOutcome {
     /// Accepted and durably kept; the projector has not derived its rows yet.
     Received,
     /// New typed rows were written.
@@ -31,7 +31,7 @@ pub enum Outcome {
     Unrecognized,
 }
 
-impl Outcome {
+impl ReceiptOutcome {
     pub const ALL: [Self; 7] = [
         Self::Received,
         Self::Stored,
@@ -81,7 +81,7 @@ pub struct Receipt {
     pub signature_verdict: Verdict,
     pub request_id: Option<String>,
     /// `Received` for what the projector is to derive rows from; the final outcome otherwise.
-    pub outcome: Outcome,
+    pub outcome: ReceiptOutcome,
     pub http_status: u16,
     pub error: Option<Value>,
 }
@@ -275,7 +275,7 @@ pub async fn lock_projected(
 #[derive(Debug, Clone, PartialEq)]
 pub struct Projected {
     pub id: Uuid,
-    pub outcome: Outcome,
+    pub outcome: ReceiptOutcome,
     pub error: Option<Value>,
     pub records: Option<RecordCounts>,
 }
@@ -285,7 +285,7 @@ pub struct Projected {
 /// beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutcomeColumn {
-    Outcome,
+    Original,
     Reprocess,
 }
 

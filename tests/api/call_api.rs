@@ -1,7 +1,7 @@
 //! `GET /v1/calls`, `GET /v1/calls/{session_id}` and `GET /v1/gaps`: filters, pagination,
 //! detail, masking by scope, and CDR gaps.
 
-use callhook::store::placed_calls::{self, Outcome as PlacedOutcome, PlacedCall};
+use callhook::store::placed_calls::{self, PlacedCall, PlacedOutcome};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use time::OffsetDateTime;

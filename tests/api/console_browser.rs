@@ -10,7 +10,9 @@
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
-use callhook::{client::PlatformClient, config::SignatureMode, simulate::scenario::Outcome};
+use callhook::{
+    client::PlatformClient, config::SignatureMode, simulate::scenario::ScenarioOutcome,
+};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -209,10 +211,10 @@ async fn the_console_shows_calls_as_they_happen_in_a_real_browser(pool: PgPool) 
 
     let mut placed = Vec::new();
     for outcome in [
-        Outcome::Answered,
-        Outcome::Busy,
-        Outcome::NoAnswer,
-        Outcome::CallerHangsUpFirst,
+        ScenarioOutcome::Answered,
+        ScenarioOutcome::Busy,
+        ScenarioOutcome::NoAnswer,
+        ScenarioOutcome::CallerHangsUpFirst,
     ] {
         let session = calls
             .click_to_call(APP_KEY, click_to_call(outcome))
@@ -412,7 +414,7 @@ async fn the_console_shows_calls_as_they_happen_in_a_real_browser(pool: PgPool) 
     })
     .await;
     let late = calls
-        .click_to_call(APP_KEY, click_to_call(Outcome::Answered))
+        .click_to_call(APP_KEY, click_to_call(ScenarioOutcome::Answered))
         .await
         .unwrap()
         .session_id;

@@ -9,9 +9,9 @@ use callhook::{
     simulate::{
         Simulator,
         load::{self, LoadOptions, Signer},
-        platform::SimState,
         push::PushStats,
-        scenario::Outcome,
+        scenario::ScenarioOutcome,
+        stand_in::SimState,
     },
 };
 use sqlx::PgPool;
@@ -58,7 +58,7 @@ pub fn configs(receiver: &TestApp, platform_secret: &str) -> Config {
     config
 }
 
-pub fn click_to_call(outcome: Outcome) -> ClickToCall {
+pub fn click_to_call(outcome: ScenarioOutcome) -> ClickToCall {
     ClickToCall {
         display_nbr: "+867550000001".into(),
         caller_nbr: "+8613800000001".into(),
@@ -109,7 +109,7 @@ async fn calls_placed_on_the_simulator_arrive_in_postgres_exactly_once(pool: PgP
     let client = PlatformClient::new(&config, pool.clone()).unwrap();
 
     let mut sessions = Vec::new();
-    for outcome in Outcome::ALL {
+    for outcome in ScenarioOutcome::ALL {
         sessions.push(
             client
                 .click_to_call(APP_KEY, click_to_call(outcome))
@@ -207,7 +207,7 @@ async fn pushes_during_an_outage_are_acknowledged_and_land_exactly_once(pool: Pg
 
     proxy.set_down(true);
     let session = client
-        .click_to_call(APP_KEY, click_to_call(Outcome::Busy))
+        .click_to_call(APP_KEY, click_to_call(ScenarioOutcome::Busy))
         .await
         .unwrap()
         .session_id;
@@ -279,7 +279,7 @@ async fn forged_callbacks_are_refused_in_enforce_mode(pool: PgPool) {
     let client = PlatformClient::new(&config, pool.clone()).unwrap();
 
     client
-        .click_to_call(APP_KEY, click_to_call(Outcome::Answered))
+        .click_to_call(APP_KEY, click_to_call(ScenarioOutcome::Answered))
         .await
         .unwrap();
     let refusals = wait_for(
@@ -378,7 +378,7 @@ async fn a_stopped_call_ends_with_8017_and_a_cdr_that_matches_its_events(pool: P
     let client = PlatformClient::new(&config, pool.clone()).unwrap();
 
     let session = client
-        .click_to_call(APP_KEY, click_to_call(Outcome::Answered))
+        .click_to_call(APP_KEY, click_to_call(ScenarioOutcome::Answered))
         .await
         .unwrap()
         .session_id;
@@ -525,7 +525,7 @@ async fn the_simulator_refuses_what_the_platform_refuses_with_its_codes(pool: Pg
     }
     let client = PlatformClient::new(&config, pool.clone()).unwrap();
     let placed = client
-        .click_to_call("wsse-app", click_to_call(Outcome::Answered))
+        .click_to_call("wsse-app", click_to_call(ScenarioOutcome::Answered))
         .await;
     assert!(placed.is_ok(), "an X-WSSE app is accepted: {placed:?}");
 }

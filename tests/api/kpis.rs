@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use callhook::{
     ingest,
     platform::time::format_platform_time,
-    store::placed_calls::{self, Outcome as PlacedOutcome, PlacedCall},
+    store::placed_calls::{self, PlacedCall, PlacedOutcome},
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;

@@ -1,7 +1,7 @@
 //! `GET /openapi.json`: real answers validate against the schemas the document declares for
 //! their path, method and status.
 
-use callhook::store::placed_calls::{self, Outcome as PlacedOutcome, PlacedCall};
+use callhook::store::placed_calls::{self, PlacedCall, PlacedOutcome};
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use callhook::{
     ingest::projector,
     platform::signature::Verdict,
-    store::raw::{self, Outcome, Receipt},
+    store::raw::{self, Receipt, ReceiptOutcome},
 };
 use serde_json::json;
 use sqlx::{Connection, PgPool};
@@ -38,7 +38,7 @@ fn receipt(body: String) -> Receipt {
         nonce: None,
         signature_verdict: Verdict::NotChecked,
         request_id: None,
-        outcome: Outcome::Received,
+        outcome: ReceiptOutcome::Received,
         http_status: 200,
         error: None,
     }

@@ -459,7 +459,7 @@ mod tests {
         assert_eq!(ok.limit, Some(5));
         let error = parse_query::<KpisParams>(&"/v1/kpis?to=2026-11-24T06:00:00Z".parse().unwrap())
             .unwrap_err();
-        assert_eq!(error.field.as_deref(), Some("from"));
+        assert_eq!(error.field(), Some("from"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 
 use super::{
     push::{PushSigner, Pusher},
-    scenario::{CallPlan, Outcome, Service, Step, play, stop_cdr_at},
+    scenario::{CallPlan, ScenarioOutcome, Service, Step, play, stop_cdr_at},
 };
 use crate::{
     config::SimulatorConfig,
@@ -435,8 +435,8 @@ fn accept(state: &SimState, checked: Result<(Draft, Urls), Refusal>) -> Response
         "1201_{}_{sequence}_{stamp}@callenabler.simulator",
         std::process::id() % 1000
     );
-    let outcome =
-        Outcome::requested_in(draft.user_data.as_deref()).unwrap_or_else(|| state.draw_outcome());
+    let outcome = ScenarioOutcome::requested_in(draft.user_data.as_deref())
+        .unwrap_or_else(|| state.draw_outcome());
     let plan = CallPlan {
         session_id: session_id.clone(),
         app_key: draft.app_key,
@@ -468,14 +468,14 @@ fn accept(state: &SimState, checked: Result<(Draft, Urls), Refusal>) -> Response
 }
 
 impl SimState {
-    fn draw_outcome(&self) -> Outcome {
+    fn draw_outcome(&self) -> ScenarioOutcome {
         let weights = &self.inner.config.outcome_weights;
-        let total: u32 = Outcome::ALL
+        let total: u32 = ScenarioOutcome::ALL
             .iter()
             .map(|o| weights.get(o).copied().unwrap_or(0))
             .sum();
         if total == 0 {
-            return Outcome::Answered;
+            return ScenarioOutcome::Answered;
         }
         let mut pick = self
             .inner
@@ -483,14 +483,14 @@ impl SimState {
             .lock()
             .expect("rng lock")
             .random_range(0..total);
-        for outcome in Outcome::ALL {
+        for outcome in ScenarioOutcome::ALL {
             let weight = weights.get(&outcome).copied().unwrap_or(0);
             if pick < weight {
                 return outcome;
             }
             pick -= weight;
         }
-        Outcome::Answered
+        ScenarioOutcome::Answered
     }
 
     fn signer(&self, app_key: &str) -> PushSigner {
