@@ -90,6 +90,7 @@ pub struct Config {
     pub platform: PlatformConfig,
     pub simulator: SimulatorConfig,
     pub api: ApiConfig,
+    pub console: ConsoleConfig,
     pub kpis: KpisConfig,
     pub stream: StreamConfig,
 }
@@ -269,6 +270,53 @@ pub struct ApiConfig {
     pub cdr_gap_after_secs: u64,
     pub export_statement_timeout_ms: u64,
     pub max_concurrent_exports: usize,
+}
+
+/// The web console at `/console` (`[console]` in config.toml).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    pub session_secs: u64,
+    pub secure_cookie: SecureCookie,
+    pub rows: u32,
+}
+
+impl ConsoleConfig {
+    /// The longest session accepted: a week. A stolen cookie is good until it expires.
+    pub const MAX_SESSION_SECS: u64 = 7 * 24 * 3600;
+    /// The most rows a page shows: each page is rendered whole, on every live update.
+    pub const MAX_ROWS: u32 = 500;
+
+    pub fn session(&self) -> Duration {
+        Duration::from_secs(self.session_secs)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if !(60..=Self::MAX_SESSION_SECS).contains(&self.session_secs) {
+            return invalid(format!(
+                "console.session_secs must be between 60 and {}",
+                Self::MAX_SESSION_SECS
+            ));
+        }
+        if self.rows == 0 || self.rows > Self::MAX_ROWS {
+            return invalid(format!(
+                "console.rows must be between 1 and {}",
+                Self::MAX_ROWS
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// When the console's session cookie carries `Secure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureCookie {
+    /// When the login came over https (see config.toml).
+    Auto,
+    Always,
+    Never,
 }
 
 /// The voice KPIs: `GET /v1/kpis` and their Prometheus metrics (`[kpis]` in config.toml).
@@ -513,6 +561,7 @@ impl Config {
         }
         self.api.validate()?;
         self.stream.validate()?;
+        self.console.validate()?;
         self.platform.validate(&self.apps)
     }
 }

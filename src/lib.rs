@@ -13,7 +13,8 @@ pub mod cli;
 pub mod client;
 /// Configuration, loaded once (`config.toml` holds every default).
 pub mod config;
-/// HTTP handlers and middleware; errors become responses here.
+/// HTTP handlers and middleware: the callback endpoints, the read API (`http::api`, `/v1`),
+/// the web console (`http::console`, `/console`); errors become responses here.
 pub mod http;
 /// From callback to rows: the receipt (group commit, or the local spool), then the projector.
 pub mod ingest;

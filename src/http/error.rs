@@ -39,6 +39,9 @@ pub enum ApiError {
         code: &'static str,
         message: &'static str,
     },
+    /// 401 of the read API: the console's session cookie is expired, altered, or of a token no
+    /// longer configured.
+    SessionRefused,
     /// 403: the token's scope does not allow this.
     Forbidden {
         code: &'static str,
@@ -121,7 +124,9 @@ impl ApiError {
             | Self::InvalidParameter { .. }
             | Self::InvalidCursor
             | Self::UnstorableValue => StatusCode::BAD_REQUEST,
-            Self::SignatureRefused(_) | Self::TokenRefused { .. } => StatusCode::UNAUTHORIZED,
+            Self::SignatureRefused(_) | Self::TokenRefused { .. } | Self::SessionRefused => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -145,6 +150,7 @@ impl ApiError {
             | Self::Forbidden { code, .. }
             | Self::NotFound { code, .. }
             | Self::Conflict { code, .. } => code,
+            Self::SessionRefused => "session_invalid",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::Unavailable(Unavailable::Database) => "database_unavailable",
@@ -174,6 +180,9 @@ impl ApiError {
                 .into(),
             Self::SignatureRefused(verdict) => signature_refusal(*verdict).1.into(),
             Self::TokenRefused { message, .. } => (*message).into(),
+            Self::SessionRefused => "the console session has expired or is not valid; log in \
+                                     again at /console/login"
+                .into(),
             Self::MethodNotAllowed { method } => {
                 format!("{method} is not allowed here; the platform pushes callbacks with POST")
             }
@@ -209,6 +218,7 @@ impl ApiError {
             Self::InvalidCursor => Some("cursor"),
             Self::SignatureRefused(_) => Some("X-AKSK"),
             Self::TokenRefused { .. } => Some("Authorization"),
+            Self::SessionRefused => Some("Cookie"),
             _ => None,
         }
     }

@@ -3,6 +3,7 @@
 pub mod api;
 mod body;
 pub mod callbacks;
+pub mod console;
 pub mod error;
 pub mod openapi;
 mod ops;
@@ -27,12 +28,15 @@ use crate::{app::AppState, config::Config};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// A router and the list of what it routes, made by the same calls, so the list cannot miss a
-/// route: the OpenAPI test checks the document against it (`routes`).
+/// A router and the lists of what it routes, made by the same calls, so the lists cannot miss
+/// a route: the OpenAPI test checks the document against them (`routes`, `pages`).
 #[derive(Default)]
 pub struct Routes {
     router: Router<AppState>,
+    /// The API: each one is in the OpenAPI document.
     list: Vec<(Method, &'static str)>,
+    /// The console's HTML pages, forms and assets: for people, so not in the document.
+    pages: Vec<(Method, &'static str)>,
 }
 
 impl Routes {
@@ -44,6 +48,17 @@ impl Routes {
     {
         let route = on(Self::filter(&method), handler);
         self.add(method, path, route)
+    }
+
+    /// As `route`, for a route that answers people rather than programs (the console).
+    pub fn page<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.router = self.router.route(path, on(Self::filter(&method), handler));
+        self.pages.push((method, path));
+        self
     }
 
     /// As `route`, with every other method on `path` going to `otherwise`.
@@ -73,6 +88,7 @@ impl Routes {
     pub fn merge(mut self, other: Self) -> Self {
         self.router = self.router.merge(other.router);
         self.list.extend(other.list);
+        self.pages.extend(other.pages);
         self
     }
 
@@ -99,6 +115,7 @@ fn all_routes(config: &Config) -> Routes {
         .merge(ops::routes())
         .merge(api::routes())
         .merge(openapi::routes(&config.api, &long.list))
+        .merge(console::routes())
         .map(|timed| {
             timed.layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
@@ -108,9 +125,15 @@ fn all_routes(config: &Config) -> Routes {
         .merge(long)
 }
 
-/// Every (method, path) the application routes, paths as axum writes them (`/v1/calls/{id}`).
+/// Every (method, path) of the API, paths as axum writes them (`/v1/calls/{id}`).
 pub fn routes() -> Vec<(Method, &'static str)> {
     all_routes(&Config::defaults()).list
+}
+
+/// Every (method, path) of the console: HTML pages, their forms and assets (`Routes::page`).
+/// With `routes`, everything the application routes.
+pub fn pages() -> Vec<(Method, &'static str)> {
+    all_routes(&Config::defaults()).pages
 }
 
 /// The whole application: every route (`all_routes`) with the middleware (outermost first):

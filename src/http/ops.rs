@@ -120,6 +120,12 @@ pub async fn healthz() -> Json<Health> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    let (status, body) = readiness(&state).await;
+    (status, Json(body)).into_response()
+}
+
+/// What `/readyz` answers (the console's operations page shows the same).
+pub(super) async fn readiness(state: &AppState) -> (StatusCode, Readiness) {
     let durability = &state.durability;
     let accepting = durability.accepting();
     let backlog = if durability.database_up() {
@@ -166,7 +172,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
                 .map(|oldest| (OffsetDateTime::now_utc() - oldest).whole_seconds().max(0)),
         },
     };
-    (status, Json(body)).into_response()
+    (status, body)
 }
 
 /// Prometheus metrics (text exposition format 0.0.4). Keep it off the public internet.
@@ -177,6 +183,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "The metrics", content_type = "text/plain", body = String))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render_metrics(&state).await,
+    )
+        .into_response()
+}
+
+/// What `/metrics` answers (the console's operations page reads the same).
+pub(super) async fn render_metrics(state: &AppState) -> String {
     let idle = state.pool.num_idle();
     let size = state.pool.size() as usize;
     metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => "idle").set(idle as f64);
@@ -184,12 +199,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .set(size.saturating_sub(idle) as f64);
     metrics::gauge!(m::DB_POOL_MAX_CONNECTIONS)
         .set(f64::from(state.config.database.max_connections));
-    placed_calls(&state).await;
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    placed_calls(state).await;
+    state.metrics.render()
 }
 
 /// Outbound operations are placed by other processes (`callhook call`, a library user), which

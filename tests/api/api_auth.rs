@@ -136,6 +136,41 @@ async fn tokens_never_appear_in_logs_or_error_bodies(pool: PgPool) {
             .unwrap();
         bodies.push_str(&response.text().await.unwrap());
     }
+    // The console's login posts the token in a form and answers a session cookie, another
+    // credential: neither is logged, even at trace.
+    let mut cookies = Vec::new();
+    for token in [FULL_TOKEN, MASKED_TOKEN, wrong] {
+        let login = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(format!("{base}/console/login"))
+            .header("origin", &base)
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .unwrap();
+        if let Some(cookie) = login.headers().get("set-cookie") {
+            let cookie = cookie
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned();
+            let page = client
+                .get(format!("{base}/console"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(page.status(), 200);
+            bodies.push_str(&page.text().await.unwrap());
+            cookies.push(cookie);
+        }
+        bodies.push_str(&login.text().await.unwrap());
+    }
+    assert_eq!(cookies.len(), 2);
     // Every line is on stderr as soon as it is logged (stderr is unbuffered), so a kill loses
     // none of them.
     server.start_kill().unwrap();
@@ -168,4 +203,9 @@ async fn tokens_never_appear_in_logs_or_error_bodies(pool: PgPool) {
         !logs.to_lowercase().contains("authorization"),
         "an Authorization header was logged"
     );
+    assert!(logs.contains("console login"), "{logs}");
+    for cookie in &cookies {
+        let (_, value) = cookie.split_once('=').unwrap();
+        assert!(!logs.contains(value), "a session cookie was logged");
+    }
 }

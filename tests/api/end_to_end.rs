@@ -23,13 +23,13 @@ use crate::helpers::{
 };
 
 /// A started simulator; stops when dropped with the test's runtime.
-struct Platform {
-    url: String,
-    state: SimState,
+pub struct Platform {
+    pub url: String,
+    pub state: SimState,
     _stop: oneshot::Sender<()>,
 }
 
-async fn start_platform(config: &Config) -> Platform {
+pub async fn start_platform(config: &Config) -> Platform {
     let simulator = Simulator::bind(config).await.expect("the simulator binds");
     let url = format!("http://{}", simulator.local_addr());
     let state = simulator.state();
@@ -45,7 +45,7 @@ async fn start_platform(config: &Config) -> Platform {
 }
 
 /// Receiver (enforcing signatures), simulator and client, all sharing the test app's secret.
-fn configs(receiver: &TestApp, platform_secret: &str) -> Config {
+pub fn configs(receiver: &TestApp, platform_secret: &str) -> Config {
     let mut config = Config::defaults();
     config.apps =
         serde_json::from_value(serde_json::json!([{"key": APP_KEY, "secrets": [platform_secret]}]))
@@ -58,7 +58,7 @@ fn configs(receiver: &TestApp, platform_secret: &str) -> Config {
     config
 }
 
-fn click_to_call(outcome: ScenarioOutcome) -> ClickToCall {
+pub fn click_to_call(outcome: ScenarioOutcome) -> ClickToCall {
     ClickToCall {
         display_nbr: "+867550000001".into(),
         caller_nbr: "+8613800000001".into(),

@@ -15,6 +15,8 @@ mod call_log;
 mod cdr_api;
 mod client;
 mod config;
+mod console;
+mod console_browser;
 mod demo;
 mod durability;
 mod end_to_end;

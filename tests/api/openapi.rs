@@ -366,6 +366,52 @@ async fn real_answers_match_the_openapi_document(pool: PgPool) {
         let secured = operation["security"].to_string().contains("bearer");
         assert_eq!(secured, path.starts_with("/v1"), "{method} {path} security");
     }
+    // The console's routes are for people, not programs: they are listed apart by the router
+    // (`Routes::page`), none is in the document, and each answers HTML or sends the browser to
+    // the login page, never an API answer.
+    let pages = callhook::http::pages();
+    assert!(pages.len() >= 5, "{pages:?}");
+    for (method, path) in pages {
+        assert!(
+            path.starts_with("/console"),
+            "{method} {path} is a page outside /console"
+        );
+        assert!(
+            doc.0["paths"][path].is_null(),
+            "{method} {path} is a console page, not API"
+        );
+        if method != axum::http::Method::GET {
+            continue;
+        }
+        let url = path
+            .replace("{session_id}", "doc-1")
+            .replace("{file}", "console.css");
+        let response = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(app.url(&url))
+            .send()
+            .await
+            .unwrap();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let login = response
+            .headers()
+            .get("location")
+            .is_some_and(|l| l == "/console/login");
+        assert!(
+            (response.status() == 200
+                && (kind.starts_with("text/html") || kind.starts_with("text/css")))
+                || (response.status() == 303 && login),
+            "GET {url}: {} {kind}",
+            response.status()
+        );
+    }
     assert_eq!(
         doc.0["components"]["securitySchemes"]["bearer"],
         json!({"type": "http", "scheme": "bearer", "description": "One of the tokens of config api.tokens"})

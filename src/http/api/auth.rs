@@ -1,16 +1,25 @@
-//! Bearer tokens of the read API (`api.tokens`).
+//! Who calls the read API: a bearer token of `api.tokens`, or the console's session cookie.
 //!
 //! The token is compared in constant time against every configured token (both sides hashed
 //! first, so neither the content nor the length of a configured token shows in the timing), and
 //! is never logged: the request span records the token's *name* (`api_client`), and the
 //! request-span maker in `http::router` records no headers at all.
+//!
+//! Without an `Authorization` header, the console's session cookie is taken instead
+//! (`http::console::session`): it names a token and proves it was made with it. A request that
+//! changes something with the cookie must pass the CSRF check as well (the console's header and
+//! the same origin), since a browser attaches the cookie to whatever a page makes it send.
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{app::AppState, config::TokenScope, http::error::ApiError};
+use crate::{
+    app::AppState,
+    config::{ApiToken, TokenScope},
+    http::{console::session, error::ApiError},
+};
 
 /// Who is calling, once their token was recognised.
 #[derive(Debug, Clone)]
@@ -64,25 +73,21 @@ impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
+        let authorization = parts.headers.get(axum::http::header::AUTHORIZATION);
+        if authorization.is_none()
+            && let Some(cookie) = session::from_headers(&parts.headers)
+        {
+            return Self::from_session(cookie, parts, state);
+        }
+        let presented = authorization
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token)
             .ok_or(ApiError::TokenRefused {
                 code: "token_missing",
-                message: "send Authorization: Bearer <token> with one of the configured api.tokens",
+                message: "send Authorization: Bearer <token> with one of the configured api.tokens \
+                          (or log in at /console)",
             })?;
-        let presented = Sha256::digest(presented.as_bytes());
-        let mut recognised = None;
-        // No early exit: every configured token is compared, whichever matches.
-        for token in &state.config.api.tokens {
-            let expected = Sha256::digest(token.token.expose_secret().as_bytes());
-            if bool::from(expected.ct_eq(&presented)) && recognised.is_none() {
-                recognised = Some(token);
-            }
-        }
-        let Some(token) = recognised else {
+        let Some(token) = recognise(presented, &state.config.api.tokens) else {
             tracing::info!("API request with an unknown bearer token refused");
             return Err(ApiError::TokenRefused {
                 code: "token_invalid",
@@ -90,11 +95,56 @@ impl FromRequestParts<AppState> for ApiCaller {
             });
         };
         tracing::Span::current().record("api_client", token.name.as_str());
-        Ok(Self {
+        Ok(Self::of(token))
+    }
+}
+
+impl ApiCaller {
+    /// The caller a console session cookie names, with the CSRF check for requests that change
+    /// something.
+    fn from_session(cookie: &str, parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let token = session::verify(cookie, &state.config.api.tokens, now).map_err(|error| {
+            tracing::info!(?error, "API request with a console session refused");
+            ApiError::SessionRefused
+        })?;
+        let trust_forwarded = state.config.http.trust_forwarded_headers;
+        if !parts.method.is_safe() && !session::csrf_ok(&parts.headers, trust_forwarded) {
+            tracing::warn!(api_client = %token.name, "cookie-authenticated change without the CSRF proof refused");
+            return Err(ApiError::Forbidden {
+                code: "csrf_check_failed",
+                message: "a change made with the console's session cookie must come from the \
+                          console: send X-Callhook-Console: 1 and an Origin of this host, or use \
+                          Authorization: Bearer"
+                    .into(),
+                field: Some(session::CONSOLE_HEADER.into()),
+            });
+        }
+        tracing::Span::current().record("api_client", token.name.as_str());
+        Ok(Self::of(token))
+    }
+
+    /// The caller a recognised token makes.
+    pub fn of(token: &ApiToken) -> Self {
+        Self {
             name: token.name.clone(),
             scope: token.scope,
-        })
+        }
     }
+}
+
+/// The configured token `presented` is, compared in constant time (module docs).
+pub fn recognise<'a>(presented: &str, tokens: &'a [ApiToken]) -> Option<&'a ApiToken> {
+    let presented = Sha256::digest(presented.as_bytes());
+    let mut recognised = None;
+    // No early exit: every configured token is compared, whichever matches.
+    for token in tokens {
+        let expected = Sha256::digest(token.token.expose_secret().as_bytes());
+        if bool::from(expected.ct_eq(&presented)) && recognised.is_none() {
+            recognised = Some(token);
+        }
+    }
+    recognised
 }
 
 /// The token of `Bearer <token>` (the scheme is case-insensitive, RFC 7235).

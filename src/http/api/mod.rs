@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::{Extension, http::Method};
 use tokio::sync::Semaphore;
 
-pub use auth::{ApiCaller, bearer_token};
+pub use auth::{ApiCaller, bearer_token, recognise};
 
 use crate::http::Routes;
 

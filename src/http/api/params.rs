@@ -152,6 +152,16 @@ pub enum CallOutcome {
 }
 
 impl CallOutcome {
+    pub const ALL: [Self; 7] = [
+        Self::InProgress,
+        Self::Answered,
+        Self::NoAnswer,
+        Self::Busy,
+        Self::Rejected,
+        Self::CallerHungUp,
+        Self::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InProgress => "in_progress",
