@@ -1,2 +1,15 @@
+drop statistics calls_started_hour_stats;
 drop index calls_kpi_idx;
-alter table calls drop column callback_delay_counts;
+alter table calls
+    drop column callback_delays_le_0s,
+    drop column callback_delays_le_1s,
+    drop column callback_delays_le_2s,
+    drop column callback_delays_le_5s,
+    drop column callback_delays_le_10s,
+    drop column callback_delays_le_30s,
+    drop column callback_delays_le_60s,
+    drop column callback_delays_le_300s,
+    drop column callback_delays_le_1800s,
+    drop column callback_delays_le_3600s,
+    drop column callback_delays_over_3600s,
+    drop column callback_delay_counts;

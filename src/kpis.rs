@@ -57,9 +57,24 @@ pub const PDD_BUCKETS: &[f64] = &[0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 30.0
 /// From the platform's `timestamp` of a status event to our receipt. The platform writes whole
 /// seconds, so a prompt callback measures 0 to 1 s; 0 and less means the platform's clock is
 /// ahead of ours. Each `calls` row keeps its events' counts in these buckets
-/// (`callback_delay_counts`): after a change here, `callhook reproject --all` recounts them.
+/// (`callback_delay_counts`, and one column each: `callback_delay_columns`): a change here
+/// needs a migration for those columns, and `callhook reproject --all` to recount them.
 pub const CALLBACK_DELAY_BUCKETS: &[f64] =
     &[0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0];
+
+/// The `calls` columns that hold a call's status events by callback delay, one per bucket of
+/// `CALLBACK_DELAY_BUCKETS` (migration 20261202000007 makes them; a test holds the two
+/// together): `callback_delays_le_1s`, …, `callback_delays_over_3600s`.
+pub fn callback_delay_columns() -> Vec<String> {
+    let mut columns: Vec<String> = CALLBACK_DELAY_BUCKETS
+        .iter()
+        .map(|bound| format!("callback_delays_le_{bound}s"))
+        .collect();
+    if let Some(last) = CALLBACK_DELAY_BUCKETS.last() {
+        columns.push(format!("callback_delays_over_{last}s"));
+    }
+    columns
+}
 
 /// The bucket of `value` among upper bounds `bounds` (inclusive, as Prometheus cuts them): the
 /// number of bounds below it, so `bounds.len()` for a value above them all.

@@ -3,12 +3,13 @@
 //! definitions (shared with the call metrics) are in `crate::kpis`, their sources in
 //! docs/kpis.md.
 //!
-//! One statement, one pass over the calls of the range, aggregated by several grouping sets at
-//! once (the whole range, each hour, each outcome, each hang-up cause, each ring and talk
-//! bucket). It reads the covering index `calls_kpi_idx` (migration 20261202000007), not the
-//! wide `calls` rows. The callback delay is a figure of status events: each call's row keeps
-//! its events' counts by delay bucket (`calls.callback_delay_counts`), so the range's are a
-//! sum over its calls, with no join to their events.
+//! One statement, one pass over the calls of the range: they are counted by hour, outcome,
+//! hang-up cause, ring bucket and talk bucket at once, and grouping sets over those groups give
+//! the whole range, each hour, each outcome, each cause and each bucket. It reads the covering
+//! index `calls_kpi_idx` (migration 20261202000007), not the wide `calls` rows. The callback
+//! delay is a figure of status events: each call's row keeps its events' counts by delay bucket
+//! (`calls.callback_delays_le_*`), so the range's are a sum over its calls, with no join to
+//! their events.
 //!
 //! Buckets are cut as Prometheus cuts them, upper bounds inclusive: a value v is in the bucket
 //! `from < v <= to`. `width_bucket` counts lower bounds inclusive instead, so it is given the
@@ -25,7 +26,7 @@ use crate::{
     calls::SCENARIOS,
     kpis::{
         CALLBACK_DELAY_BUCKETS, ENDED_OUTCOMES, IN_PROGRESS, NETWORK_EFFECTIVE_OUTCOMES,
-        RING_BUCKETS, TALK_BUCKETS,
+        RING_BUCKETS, TALK_BUCKETS, callback_delay_columns,
     },
     platform::codes::state_meaning,
 };
@@ -246,42 +247,43 @@ fn push_selection(q: &mut QueryBuilder<'static, Postgres>, filter: &KpiFilter, a
 
 /// `prefix` goes before the statement: empty, or an EXPLAIN.
 fn grouped_query(prefix: &'static str, filter: &KpiFilter) -> QueryBuilder<'static, Postgres> {
+    let delay_columns = callback_delay_columns();
     let mut q = QueryBuilder::new(prefix);
+    // The calls are first counted by every key at once (a few hundred groups an hour), so each
+    // row costs one hash lookup and a few sums; the grouping sets then run over those groups.
     q.push(
-        "with selected as (
-            select date_trunc('hour', started_at, 'UTC') as hour,
+        "with grouped as (
+            select date_bin('1 hour', started_at, timestamptz '2000-01-01 00:00:00+00') as hour,
                    outcome,
-                   outcome <> ",
+                   case when outcome <> ",
+    )
+    .push_bind(IN_PROGRESS)
+    .push(" then state_code end as state_code, case when outcome <> ")
+    .push_bind(IN_PROGRESS)
+    .push(" then ")
+    .push_bind(bucket_index(RING_BUCKETS))
+    .push(" - width_bucket(-ring_seconds::float8, ")
+    .push_bind(thresholds(RING_BUCKETS))
+    .push(") end as ring_bucket, case when outcome = 'answered' then ")
+    .push_bind(bucket_index(TALK_BUCKETS))
+    .push(" - width_bucket(-talk_seconds::float8, ")
+    .push_bind(thresholds(TALK_BUCKETS))
+    .push(
+        ") end as talk_bucket,
+                   count(*) as calls,
+                   sum(talk_seconds) filter (where outcome = 'answered') as talk_sum,
+                   count(talk_seconds) filter (where outcome = 'answered') as talk_n,
+                   sum(date_part('epoch', a_alerting_at - a_callout_at))
+                       filter (where a_alerting_at >= a_callout_at) as pdd_sum,
+                   count(*) filter (where a_alerting_at >= a_callout_at) as pdd_n",
     );
-    q.push_bind(IN_PROGRESS).push(
-        " as ended,
-                   ring_seconds, talk_seconds, state_code, a_callout_at, a_alerting_at,
-                   callback_delay_counts
-            from calls c
-            where",
-    );
+    for column in &delay_columns {
+        q.push(format_args!(", sum({column}) as {column}"));
+    }
+    q.push(" from calls c where");
     push_selection(&mut q, filter, "c");
     q.push(
-        "
-        ), measured as (
-            select hour, outcome, ended,
-                   case when ended then state_code end as state_code,
-                   case when outcome = 'answered' then talk_seconds end as talk_seconds,
-                   case when ended and a_alerting_at >= a_callout_at
-                        then extract(epoch from a_alerting_at - a_callout_at)::float8 end as pdd_seconds,
-                   case when ended then ",
-    );
-    q.push_bind(bucket_index(RING_BUCKETS))
-        .push(" - width_bucket(-ring_seconds::float8, ")
-        .push_bind(thresholds(RING_BUCKETS))
-        .push(") end as ring_bucket, case when outcome = 'answered' then ")
-        .push_bind(bucket_index(TALK_BUCKETS))
-        .push(" - width_bucket(-talk_seconds::float8, ")
-        .push_bind(thresholds(TALK_BUCKETS))
-        .push(
-            ") end as talk_bucket,
-                   callback_delay_counts
-            from selected
+        " group by 1, 2, 3, 4, 5
         )
         select case when grouping(hour) = 0 then 'hour'
                     when grouping(outcome) = 0 then 'outcome'
@@ -290,26 +292,35 @@ fn grouped_query(prefix: &'static str, filter: &KpiFilter) -> QueryBuilder<'stat
                     when grouping(talk_bucket) = 0 then 'talk'
                     else 'total' end as grouped_by,
                hour, outcome, state_code, coalesce(ring_bucket, talk_bucket) as bucket,
-               count(*) filter (where ended) as calls,
-               count(*) filter (where not ended) as in_progress,
-               count(*) filter (where outcome = 'answered') as answered,
-               count(*) filter (where outcome = any(",
-        )
-        .push_bind(NETWORK_EFFECTIVE_OUTCOMES.to_vec())
-        .push(
-            ")) as network_effective,
-               avg(talk_seconds)::float8 as acd_seconds,
-               avg(pdd_seconds) as pdd_seconds,
-               array[",
-        );
-    // One sum per bucket (arrays have no element-wise sum aggregate); PostgreSQL arrays count
-    // from 1.
-    let sums: Vec<String> = (1..=CALLBACK_DELAY_BUCKETS.len() + 1)
-        .map(|i| format!("coalesce(sum(callback_delay_counts[{i}]) filter (where ended), 0)"))
+               coalesce(sum(calls) filter (where outcome <> ",
+    )
+    .push_bind(IN_PROGRESS)
+    .push("), 0)::int8 as calls, coalesce(sum(calls) filter (where outcome = ")
+    .push_bind(IN_PROGRESS)
+    .push(
+        "), 0)::int8 as in_progress,
+               coalesce(sum(calls) filter (where outcome = 'answered'), 0)::int8 as answered,
+               coalesce(sum(calls) filter (where outcome = any(",
+    )
+    .push_bind(NETWORK_EFFECTIVE_OUTCOMES.to_vec())
+    .push(
+        ")), 0)::int8 as network_effective,
+               (sum(talk_sum) / nullif(sum(talk_n), 0))::float8 as acd_seconds,
+               sum(pdd_sum) filter (where outcome <> ",
+    )
+    .push_bind(IN_PROGRESS)
+    .push(") / nullif(sum(pdd_n) filter (where outcome <> ")
+    .push_bind(IN_PROGRESS)
+    .push("), 0) as pdd_seconds, array[");
+    let sums: Vec<String> = delay_columns
+        .iter()
+        .map(|column| {
+            format!("coalesce(sum({column}) filter (where outcome <> '{IN_PROGRESS}'), 0)")
+        })
         .collect();
     q.push(sums.join(", ")).push(
         "]::int8[] as callback_delay_counts
-        from measured
+        from grouped
         group by grouping sets ((), (hour), (outcome), (state_code), (ring_bucket), (talk_bucket))",
     );
     q
@@ -340,13 +351,22 @@ fn utc_hour(at: OffsetDateTime) -> OffsetDateTime {
     at.replace_time(time::Time::from_hms(at.hour(), 0, 0).expect("a valid hour"))
 }
 
+/// Memory for the statement's hash tables, in its own transaction. The planner expects up to
+/// some 100,000 groups for a month of calls (it multiplies the keys' distinct values; about
+/// 15 MB), and with the default 4 MB it sorts them on disk instead of hashing: measured 2x
+/// slower. PostgreSQL gives each parallel worker as much again.
+const SET_WORK_MEM: &str = "set local work_mem = '32MB'";
+
 /// Computes the KPIs of the calls `filter` selects. The filter is taken as given: check it
 /// first (`KpiFilter::check`) when it comes from outside.
 pub async fn compute(pool: &PgPool, filter: &KpiFilter) -> Result<Kpis, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(SET_WORK_MEM).execute(&mut *tx).await?;
     let grouped: Vec<Grouped> = grouped_query("", filter)
         .build_query_as()
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.commit().await?;
 
     let mut totals = Figures::NONE;
     let mut delays = Vec::new();
@@ -424,10 +444,13 @@ pub async fn compute(pool: &PgPool, filter: &KpiFilter) -> Result<Kpis, StoreErr
 /// The plan of `compute`'s statement as PostgreSQL runs it, with its timings and buffers
 /// (`EXPLAIN (ANALYZE, BUFFERS)`; `callhook kpis --explain`).
 pub async fn explain(pool: &PgPool, filter: &KpiFilter) -> Result<String, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(SET_WORK_MEM).execute(&mut *tx).await?;
     let lines: Vec<String> = grouped_query("explain (analyze, buffers) ", filter)
         .build_query_scalar()
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(lines.join("\n") + "\n")
 }
 

@@ -1085,10 +1085,20 @@ fn metric_names_are_read_out_of_promql() {
     );
 }
 
-/// The column comment that tells SQL users how `calls.callback_delay_counts` is cut names the
-/// bounds the code cuts it with.
+/// The callback-delay columns of `calls` are those the code sums, one per bucket, and the
+/// comment that tells SQL users how `calls.callback_delay_counts` is cut names the bounds the
+/// code cuts it with.
 #[sqlx::test]
-async fn the_callback_delay_column_documents_the_buckets_in_use(pool: PgPool) {
+async fn the_callback_delay_columns_are_the_buckets_in_use(pool: PgPool) {
+    let columns: Vec<String> = sqlx::query_scalar(
+        "select column_name::text from information_schema.columns
+         where table_name = 'calls' and column_name like 'callback_delays_%' order by ordinal_position",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(columns, callhook::kpis::callback_delay_columns());
+
     let comment: String = sqlx::query_scalar(
         "select col_description('calls'::regclass, attnum) from pg_attribute
          where attrelid = 'calls'::regclass and attname = 'callback_delay_counts'",
