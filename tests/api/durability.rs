@@ -312,15 +312,7 @@ async fn a_torn_spool_tail_is_moved_aside_and_the_rest_drained(pool: PgPool) {
         1,
         "the damaged tail is kept aside for inspection"
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("callhook_spool_damaged_bytes_total"),
         "reported in metrics"

@@ -146,6 +146,18 @@ impl TestApp {
         response
     }
 
+    /// The Prometheus exposition of `/metrics`, as text.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request is sent")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -682,15 +682,7 @@ fn parse_exposition(text: &str) -> Vec<(Series, f64)> {
 }
 
 async fn scrape(app: &TestApp) -> Vec<(Series, f64)> {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     parse_exposition(&text)
 }
 

@@ -342,16 +342,7 @@ fn sample(text: &str, series: &str) -> f64 {
 #[sqlx::test]
 async fn metrics_count_what_happened(pool: PgPool) {
     let app = spawn_app(pool).await;
-    let metrics = || async {
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || async { app.metrics_text().await };
     let series = [
         (
             r#"callhook_callbacks_total{kind="status",outcome="accepted"}"#,
@@ -571,15 +562,7 @@ async fn every_documented_metric_appears_on_metrics(pool: PgPool) {
     assert!(!call.status.success(), "no platform there: {call:?}");
 
     // Act
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
 
     // Assert
     for name in callhook::metrics::ALL {

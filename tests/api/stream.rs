@@ -364,15 +364,7 @@ async fn a_consumer_that_never_reads_is_dropped_while_others_go_on(pool: PgPool)
         "the idle client got {events} events"
     );
     assert!(!reading.is_finished(), "the reader goes on");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let dropped = metrics
         .lines()
         .find_map(|line| line.strip_prefix("callhook_stream_dropped_total "))
