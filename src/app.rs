@@ -16,6 +16,7 @@ use crate::{
     metrics as m,
     platform::signature::CallbackVerifier,
     store::{self, StoreError},
+    stream::Changes,
     tasks::supervise,
     telemetry::mask_numbers,
 };
@@ -33,6 +34,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Callback requests in progress, at most `ingest.max_concurrent_requests`.
     pub callback_slots: Arc<tokio::sync::Semaphore>,
+    /// Committed changes of calls, for `GET /v1/stream`.
+    pub changes: Changes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +119,7 @@ impl Application {
                 config.ingest.max_concurrent_requests,
             )),
             receipts: ReceiptWriter::start(durability.clone(), &config.ingest),
+            changes: Changes::new(pool.clone(), config.stream.clone()),
             durability,
             pool,
             config: Arc::new(config),
@@ -154,10 +158,12 @@ impl Application {
         let router = http::router(state.clone());
         let draining = Arc::new(Notify::new());
         let signal = {
-            let draining = draining.clone();
+            let (draining, changes) = (draining.clone(), state.changes.clone());
             async move {
                 shutdown.await;
                 tracing::info!("shutdown signal received; finishing in-flight requests");
+                // Streams never finish by themselves; ending them lets their connections close.
+                changes.close();
                 draining.notify_one();
             }
         };
@@ -204,7 +210,8 @@ impl Application {
     }
 }
 
-/// Preparing the database (until it is done), draining the spool, projecting, housekeeping.
+/// Preparing the database (until it is done), draining the spool, projecting, reading the
+/// changes of calls for the stream, housekeeping.
 fn background_tasks(state: &AppState, create: bool) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     if !state.durability.schema_ready() {
@@ -231,6 +238,20 @@ fn background_tasks(state: &AppState, create: bool) -> Vec<tokio::task::JoinHand
         let (durability, config) = (state.durability.clone(), state.config.projector.clone());
         tasks.push(supervise(format!("projector {index}"), move || {
             ingest::projector::run(durability.clone(), config.clone())
+        }));
+    }
+    for (name, listen) in [("stream reader", false), ("stream listener", true)] {
+        let (changes, durability) = (state.changes.clone(), state.durability.clone());
+        tasks.push(supervise(name.into(), move || {
+            let (changes, durability) = (changes.clone(), durability.clone());
+            async move {
+                let ready = move || durability.schema_ready();
+                if listen {
+                    changes.listen(ready).await;
+                } else {
+                    changes.follow(ready).await;
+                }
+            }
         }));
     }
     let housekeeping_state = state.clone();

@@ -92,6 +92,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub console: ConsoleConfig,
     pub kpis: KpisConfig,
+    pub stream: StreamConfig,
 }
 
 #[derive(Clone, Deserialize, Serialize)]
@@ -327,6 +328,40 @@ pub struct KpisConfig {
     pub metric_app_keys: Vec<String>,
 }
 
+/// The live stream of call changes, `GET /v1/stream` (`[stream]` in config.toml; see `stream`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub keep_alive_ms: u64,
+    pub poll_interval_ms: u64,
+    pub buffer: usize,
+    pub max_subscribers: usize,
+}
+
+impl StreamConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.keep_alive_ms == 0
+            || self.poll_interval_ms == 0
+            || self.buffer == 0
+            || self.max_subscribers == 0
+        {
+            return Err(ConfigError::Invalid(
+                "stream.keep_alive_ms, stream.poll_interval_ms, stream.buffer and stream.max_subscribers must be at least 1"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_millis(self.keep_alive_ms)
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
 /// A bearer token of the read API. `SecretString` keeps the token out of `Debug` output.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -526,6 +561,7 @@ impl Config {
         }
         self.api.validate()?;
         self.console.validate()?;
+        self.stream.validate()?;
         self.platform.validate(&self.apps)
     }
 }

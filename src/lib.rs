@@ -30,6 +30,9 @@ pub use callhook_platform as platform;
 pub mod simulate;
 /// PostgreSQL: pool, migrations, one module per table.
 pub mod store;
+/// The live stream of call changes (`GET /v1/stream`): one reader per process for every
+/// subscriber, woken by NOTIFY, with positions that never skip a change.
+pub mod stream;
 /// Background tasks that are started again when they panic.
 pub mod tasks;
 /// Logging setup and phone-number masking.

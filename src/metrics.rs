@@ -44,6 +44,12 @@ pub const PROJECTION_LAG_SECONDS: &str = "callhook_projection_lag_seconds";
 pub const PROJECTION_BACKLOG: &str = "callhook_projection_backlog";
 /// Background tasks started again after a panic, by `task`.
 pub const TASK_RESTARTS_TOTAL: &str = "callhook_task_restarts_total";
+/// Streams of call changes (`GET /v1/stream`) open now, catching up or live.
+pub const STREAM_SUBSCRIBERS: &str = "callhook_stream_subscribers";
+/// Stream subscribers dropped because they fell `stream.buffer` changes behind.
+pub const STREAM_DROPPED_TOTAL: &str = "callhook_stream_dropped_total";
+/// Events (`event: call`) sent on streams of call changes.
+pub const STREAM_EVENTS_TOTAL: &str = "callhook_stream_events_total";
 /// Database pool connections, by `state` (idle, in_use).
 pub const DB_POOL_CONNECTIONS: &str = "callhook_db_pool_connections";
 /// Configured maximum pool size.
@@ -92,6 +98,9 @@ pub const ALL: &[&str] = &[
     CALL_TALK_SECONDS,
     CALL_PDD_SECONDS,
     CALLBACK_DELAY_SECONDS,
+    STREAM_SUBSCRIBERS,
+    STREAM_DROPPED_TOTAL,
+    STREAM_EVENTS_TOTAL,
 ];
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -235,6 +244,15 @@ fn describe() {
         metrics::Unit::Seconds,
         "From a status event's platform timestamp to its receipt, by app_key, scenario and event_type."
     );
+    describe_gauge!(
+        STREAM_SUBSCRIBERS,
+        "Streams of call changes (GET /v1/stream) open now."
+    );
+    describe_counter!(
+        STREAM_DROPPED_TOTAL,
+        "Stream subscribers dropped for falling stream.buffer changes behind."
+    );
+    describe_counter!(STREAM_EVENTS_TOTAL, "Call change events sent on streams.");
     describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state.");
     describe_gauge!(
         DB_POOL_MAX_CONNECTIONS,

@@ -72,6 +72,10 @@ pub enum Unavailable {
     SpoolFull,
     /// `api.max_concurrent_exports` exports are running.
     ExportsBusy,
+    /// `stream.max_subscribers` streams are open.
+    StreamsBusy,
+    /// This replica is shutting down.
+    ShuttingDown,
 }
 
 /// Marks a response whose `Retry-After` `stamp_retry_after` sets from `http.retry_after_secs`,
@@ -153,6 +157,8 @@ impl ApiError {
             Self::Unavailable(Unavailable::Overloaded) => "overloaded",
             Self::Unavailable(Unavailable::SpoolFull) => "spool_full",
             Self::Unavailable(Unavailable::ExportsBusy) => "exports_busy",
+            Self::Unavailable(Unavailable::StreamsBusy) => "streams_busy",
+            Self::Unavailable(Unavailable::ShuttingDown) => "shutting_down",
             Self::Internal { .. } => "internal_error",
         }
     }
@@ -193,6 +199,12 @@ impl ApiError {
             Self::Unavailable(Unavailable::ExportsBusy) => {
                 "api.max_concurrent_exports exports are running; retry later".into()
             }
+            Self::Unavailable(Unavailable::StreamsBusy) => {
+                "stream.max_subscribers streams are open; retry later".into()
+            }
+            Self::Unavailable(Unavailable::ShuttingDown) => "callhook is shutting down; connect \
+                                                             again (to another replica) with Last-Event-ID"
+                .into(),
             Self::Internal { message } => (*message).into(),
         }
     }

@@ -48,13 +48,15 @@ use crate::{
         api::rejected::reprocess_all,
         api::export::calls_csv,
         api::export::cdrs_csv,
+        api::stream::stream,
         ops::healthz,
         ops::readyz,
         ops::metrics,
         openapi_json,
     ),
-    // Referred to only by a header, so not found through the paths.
-    components(schemas(CallbackOutcome, KeptIn)),
+    // Referred to only by a header, or by the data of an event stream, so not found through
+    // the paths.
+    components(schemas(CallbackOutcome, KeptIn, api::view::CallChange)),
     modifiers(&BearerScheme),
     tags(
         (name = "callbacks", description = "What the platform pushes (register these URLs)"),

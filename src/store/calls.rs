@@ -2,6 +2,13 @@
 //! event, a CDR, a placed call) calls `refresh` in its own transaction, so the row commits with
 //! the fact.
 //!
+//! Change marking (the live stream, `crate::stream`): the upsert stamps each row it writes with
+//! its transaction's id (`change_xid = pg_current_xact_id()`) and, in the same statement, queues a
+//! NOTIFY on [`CHANGES_CHANNEL`], which PostgreSQL sends exactly when the transaction commits (and
+//! never if it rolls back). The stamp is one more 8-byte column in the row version the upsert
+//! writes anyway, not a second write. Readers ([`changed_after`]) take the rows stamped below
+//! their snapshot's horizon; docs/stream.md shows why that never skips a change.
+//!
 //! Concurrency: the affected calls are locked first, and only then are the facts read. Under
 //! READ COMMITTED each statement sees what committed before it, so the writer that waited sees
 //! the other's facts and its recomputation includes them. The locks are transaction-scoped
@@ -10,14 +17,18 @@
 //! version in ten indexes). They are taken in key order, so two writers cannot deadlock, even
 //! when two sessionIds share a hash.
 
-use sqlx::{PgConnection, types::Uuid};
+use sqlx::{PgConnection, PgExecutor, Row, types::Uuid};
 use time::OffsetDateTime;
 
-use super::StoreError;
+use super::{StoreError, read::CallRow};
 use crate::{
     calls::{CallRecord, CdrFact, EventFact, PlacedFact, project},
     kpis,
 };
+
+/// The NOTIFY channel of committed changes to `calls`. A notification carries no payload: it
+/// only says "look", and readers look with [`changed_after`].
+pub const CHANGES_CHANNEL: &str = "callhook_calls_changed";
 
 /// Everything known about one call, fetched in one statement: its events as parallel arrays,
 /// its CDR and its placed call as nullable columns.
@@ -344,15 +355,17 @@ async fn write(connection: &mut PgConnection, records: &[Refreshed]) -> Result<(
         // One row version per call: an upsert, whose conflict check is the primary key's index
         // lookup (an UPDATE … FROM unnest() join is planned, and a plan cached while the table was
         // empty scanned the whole table for every group). A call without callbacks yet (placed
-        // only) keeps its last_callback_at: the time its row was made.
-        "insert into calls (
+        // only) keeps its last_callback_at: the time its row was made. The NOTIFY rides in the
+        // same statement (no extra round trip) and is sent when the transaction commits.
+        "with written as (
+         insert into calls (
             session_id, scenario, app_key, caller, callee, display_number, user_data,
             placed_call_id, a_callout_at, a_alerting_at, a_answer_at, a_disconnect_at,
             b_callout_at, b_alerting_at, b_answer_at, b_disconnect_at, digits, started_at,
             ended_at, ring_seconds, talk_seconds, outcome, state_code, state_meaning, party_type,
             q850_cause, q850_meaning, ul_fail_reason, ul_fail_meaning, sip_status_code,
             record_flag, record_object_name, record_domain, record_file_download_url, has_cdr,
-            events, last_callback_at, updated_at, callback_delay_counts)
+            events, last_callback_at, updated_at, callback_delay_counts, change_xid)
          select
             session_id, scenario, app_key, caller, callee, display_number, user_data,
             placed_call_id, a_callout_at, a_alerting_at, a_answer_at, a_disconnect_at,
@@ -360,7 +373,8 @@ async fn write(connection: &mut PgConnection, records: &[Refreshed]) -> Result<(
             ended_at, ring_seconds, talk_seconds, outcome, state_code, state_meaning, party_type,
             q850_cause, q850_meaning, ul_fail_reason, ul_fail_meaning, sip_status_code,
             record_flag, record_object_name, record_domain, record_file_download_url, has_cdr,
-            events, coalesce(last_callback_at, now()), now(), callback_delay_counts::int4[]
+            events, coalesce(last_callback_at, now()), now(), callback_delay_counts::int4[],
+            pg_current_xact_id()
          from unnest(
             $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::uuid[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
@@ -398,7 +412,9 @@ async fn write(connection: &mut PgConnection, records: &[Refreshed]) -> Result<(
             last_callback_at = case when excluded.events = 0 and not excluded.has_cdr
                 then calls.last_callback_at else excluded.last_callback_at end,
             updated_at = excluded.updated_at,
-            callback_delay_counts = excluded.callback_delay_counts",
+            callback_delay_counts = excluded.callback_delay_counts, change_xid = excluded.change_xid
+         )
+         select pg_notify($39, '')",
     )
     .bind(c.session_id)
     .bind(c.scenario)
@@ -438,7 +454,140 @@ async fn write(connection: &mut PgConnection, records: &[Refreshed]) -> Result<(
     .bind(c.events)
     .bind(c.last_callback_at)
     .bind(c.callback_delay_counts)
+    .bind(CHANGES_CHANNEL)
     .execute(connection)
     .await?;
     Ok(())
+}
+
+/// The horizon of the statement's snapshot, as SQL: the lowest id of a transaction still running
+/// in this database when the snapshot was taken, or, with none, the id the next transaction will
+/// get. Every transaction with a lower id had finished (or runs in another database, where it
+/// cannot write `calls`), so the snapshot sees all it committed here; every transaction that
+/// commits later has an id at least this high. It is the snapshot's xmin without the
+/// transactions of other databases: ids are shared by the whole server, and a long job in another
+/// database would hold xmin, and so the stream, back. A running transaction counts as another
+/// database's only when `pg_stat_activity` shows its backend there; one it does not show (a
+/// prepared transaction, a session of another role without `pg_read_all_stats`) counts as this
+/// database's, which can delay changes but never skip one.
+macro_rules! horizon_sql {
+    () => {
+        "coalesce(
+             (select min(running) from pg_snapshot_xip(pg_current_snapshot()) as running
+              where not exists (
+                  select from pg_stat_activity as elsewhere
+                  where elsewhere.backend_xid = running::xid
+                    and elsewhere.datname is distinct from current_database())),
+             pg_snapshot_xmax(pg_current_snapshot()))"
+    };
+}
+
+/// A `calls` row as a change: the row and the transaction that last wrote it.
+#[derive(Debug, Clone)]
+pub struct ChangedCall {
+    /// `change_xid`: the id of the transaction that wrote this version of the row.
+    pub changed_by: u64,
+    pub call: CallRow,
+}
+
+/// What [`changed_after`] read, in one snapshot.
+#[derive(Debug, Clone)]
+pub struct ChangePage {
+    /// The snapshot's horizon (`horizon_sql`): no change below it can commit any more, and
+    /// everything committed below it is in the rows read.
+    pub horizon: u64,
+    /// Rows stamped after the position and below the horizon, in (change_xid, session_id) byte
+    /// order; at most the limit.
+    pub rows: Vec<ChangedCall>,
+}
+
+/// The rows written after position `(xid, session_id)` and below the horizon of this statement's
+/// snapshot, with that horizon. Without a session id, the position is "before everything `xid`
+/// wrote"; with one, "after `session_id` among what `xid` wrote" (where a page that was cut
+/// by `limit` ended). Rows and horizon come from the same statement, so from one snapshot.
+pub async fn changed_after(
+    executor: impl PgExecutor<'_>,
+    xid: u64,
+    session_id: Option<&str>,
+    limit: i64,
+) -> Result<ChangePage, StoreError> {
+    // Two texts rather than one with `$2 is null or …`, so each is planned as the index range
+    // scan it is.
+    let rows = match session_id {
+        None => sqlx::query(concat!(
+            // Materialized: computed once, and the same horizon bounds the rows and is returned.
+            "with h as materialized (select ",
+            horizon_sql!(),
+            " as horizon)
+             select h.horizon::text as horizon, c.change_xid::text as changed_by, c.*
+             from h left join lateral (
+                 select * from calls
+                 where change_xid >= $1::text::xid8 and change_xid < h.horizon
+                 order by change_xid, session_id collate \"C\"
+                 limit $2
+             ) as c on true",
+        ))
+        .bind(xid.to_string())
+        .bind(limit),
+        Some(session_id) => sqlx::query(concat!(
+            // Materialized: computed once, and the same horizon bounds the rows and is returned.
+            "with h as materialized (select ",
+            horizon_sql!(),
+            " as horizon)
+             select h.horizon::text as horizon, c.change_xid::text as changed_by, c.*
+             from h left join lateral (
+                 select * from calls
+                 where (change_xid, session_id collate \"C\") > ($1::text::xid8, $3::text)
+                   and change_xid < h.horizon
+                 order by change_xid, session_id collate \"C\"
+                 limit $2
+             ) as c on true",
+        ))
+        .bind(xid.to_string())
+        .bind(limit)
+        .bind(session_id.to_owned()),
+    }
+    .fetch_all(executor)
+    .await?;
+    let mut page = ChangePage {
+        horizon: 0,
+        rows: Vec::with_capacity(rows.len()),
+    };
+    for row in rows {
+        page.horizon = xid_of(row.try_get("horizon")?)?;
+        // The left join gives one row of nulls when nothing changed.
+        let changed_by: Option<String> = row.try_get("changed_by")?;
+        if let Some(changed_by) = changed_by {
+            page.rows.push(ChangedCall {
+                changed_by: xid_of(changed_by)?,
+                call: sqlx::FromRow::from_row(&row)?,
+            });
+        }
+    }
+    Ok(page)
+}
+
+/// The horizon of a snapshot taken now (`horizon_sql`).
+pub async fn horizon(executor: impl PgExecutor<'_>) -> Result<u64, StoreError> {
+    let horizon: String = sqlx::query_scalar(concat!("select (", horizon_sql!(), ")::text"))
+        .fetch_one(executor)
+        .await?;
+    xid_of(horizon)
+}
+
+/// The id the next transaction will get (`pg_snapshot_xmax`): no row is stamped this high yet.
+pub async fn next_xid(executor: impl PgExecutor<'_>) -> Result<u64, StoreError> {
+    let next: String = sqlx::query_scalar("select pg_snapshot_xmax(pg_current_snapshot())::text")
+        .fetch_one(executor)
+        .await?;
+    xid_of(next)
+}
+
+/// xid8 travels as text (sqlx has no xid8 type); it is an unsigned 64-bit number.
+fn xid_of(text: String) -> Result<u64, StoreError> {
+    text.parse().map_err(|_| {
+        StoreError::Other(sqlx::Error::Decode(
+            format!("not a transaction id: {text}").into(),
+        ))
+    })
 }

@@ -36,4 +36,5 @@ mod resilience;
 mod signatures;
 mod startup;
 mod status_callbacks;
+mod stream;
 mod throughput;

@@ -1,5 +1,5 @@
 //! The read API under `/v1`: the call log, CDRs, refused callbacks and their reprocessing, CDR
-//! gaps, CSV exports, and the voice KPIs. Every route needs a bearer token of `api.tokens` (`auth`); phone
+//! gaps, CSV exports, the voice KPIs and the live stream of call changes. Every route needs a bearer token of `api.tokens` (`auth`); phone
 //! numbers are masked unless the token's scope is `full` (`view`). The SQL is in `store::read`.
 
 mod auth;
@@ -9,6 +9,7 @@ pub mod export;
 pub mod kpis;
 pub mod params;
 pub mod rejected;
+pub mod stream;
 pub mod view;
 
 use std::sync::Arc;
@@ -37,8 +38,10 @@ pub fn routes() -> Routes {
 }
 
 /// The routes that may run longer than `http.request_timeout_ms` and must not be cut by it: the
-/// CSV exports (bounded instead as `export` describes) and reprocessing everything (each
-/// callback commits on its own, so a cut run loses nothing and the next one finishes it).
+/// CSV exports (bounded instead as `export` describes), reprocessing everything (each
+/// callback commits on its own, so a cut run loses nothing and the next one finishes it), and
+/// the stream of changes (open as long as its client stays; ended by shutdown, bounded by
+/// `stream.max_subscribers` and `stream.buffer`).
 pub fn long_routes(max_concurrent_exports: usize) -> Routes {
     let slots = export::ExportSlots(Arc::new(Semaphore::new(max_concurrent_exports)));
     Routes::default()
@@ -50,4 +53,5 @@ pub fn long_routes(max_concurrent_exports: usize) -> Routes {
             "/v1/rejected/reprocess",
             rejected::reprocess_all,
         )
+        .route(Method::GET, "/v1/stream", stream::stream)
 }

@@ -301,6 +301,47 @@ impl CallsExportParams {
     }
 }
 
+/// Filters of `GET /v1/stream`, and where to resume for clients that cannot send
+/// `Last-Event-ID`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    pub app_key: Option<String>,
+    /// The call's outcome after the change (a call in progress that is then answered is sent
+    /// from the change that answered it on).
+    #[param(inline)]
+    pub outcome: Option<CallOutcome>,
+    /// A number, exactly as stored: the caller, the callee or the display number.
+    pub number: Option<String>,
+    /// userData given when the call was placed, exactly.
+    pub user_data: Option<String>,
+    /// The `id` of the last event received: resume after it. For clients that cannot send the
+    /// `Last-Event-ID` header, which wins when both are given (an EventSource reconnecting
+    /// sends the header with a newer id than its URL's).
+    pub last_event_id: Option<String>,
+}
+
+impl StreamParams {
+    pub fn filter(&self) -> crate::stream::Filter {
+        crate::stream::Filter {
+            app_key: self.app_key.clone(),
+            outcome: self.outcome.map(|o| o.as_str().to_owned()),
+            number: self.number.clone(),
+            user_data: self.user_data.clone(),
+        }
+    }
+
+    /// The filters a masked token may not use, as the call log's (`check_call_filter`).
+    pub fn as_call_filter(&self) -> CallFilter {
+        CallFilter {
+            number: self.number.clone(),
+            user_data: self.user_data.clone(),
+            ..CallFilter::default()
+        }
+    }
+}
+
 /// Filters and paging of `GET /v1/cdrs`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

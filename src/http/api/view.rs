@@ -296,6 +296,23 @@ impl CallDetailView {
     }
 }
 
+/// The data of an `event: call` of `GET /v1/stream`: a call's row after it changed, exactly as
+/// `GET /v1/calls/{session_id}` shows its `call` (masked likewise).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallChange {
+    pub session_id: String,
+    pub call: CallRow,
+}
+
+impl CallChange {
+    pub fn new(call: &CallRow, scope: TokenScope) -> Self {
+        Self {
+            session_id: call.session_id.clone(),
+            call: scoped(scope, call.clone(), mask_call),
+        }
+    }
+}
+
 /// A page of calls, newest first.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CallPage {

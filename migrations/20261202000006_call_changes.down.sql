@@ -1,0 +1,2 @@
+drop index calls_change_idx;
+alter table calls drop column change_xid;
