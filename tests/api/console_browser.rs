@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use crate::{
     api_helpers::{A, B, DISPLAY, FULL_TOKEN, MASKED_TOKEN, spawn_api_with},
     end_to_end::{click_to_call, configs, start_platform},
-    helpers::{APP_KEY, APP_SECRET, TestApp, with_test_app},
+    helpers::{APP_KEY, APP_SECRET, Signature, TestApp, with_test_app},
 };
 
 /// How long the browser test waits for anything (polling) before it fails.
@@ -325,13 +325,14 @@ async fn the_console_shows_calls_as_they_happen_in_a_real_browser(pool: PgPool) 
 
     // One call: both legs on the time axis.
     let (answered, _) = &placed[0];
-    browser
-        .find(Locator::Css(&format!("tr[data-session=\"{answered}\"] a")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let link = format!("tr[data-session=\"{answered}\"] a");
+    let link = &link;
+    // The live script may render the rows again between finding the link and clicking it.
+    eventually("a click on the call's row", || async move {
+        let row = browser.find(Locator::Css(link)).await.ok()?;
+        row.click().await.ok()
+    })
+    .await;
     let timeline = browser
         .wait()
         .at_most(PATIENCE)
@@ -348,7 +349,7 @@ async fn the_console_shows_calls_as_they_happen_in_a_real_browser(pool: PgPool) 
         }
     }
     let talking = timeline
-        .find_all(Locator::Css("rect.span.talking"))
+        .find_all(Locator::Css("g.leg rect.span.talking"))
         .await
         .unwrap();
     assert_eq!(talking.len(), 2, "both legs talked");
@@ -361,10 +362,11 @@ async fn the_console_shows_calls_as_they_happen_in_a_real_browser(pool: PgPool) 
     screenshot(browser, "call").await;
 
     // Refused callbacks, reprocessed from the page.
-    assert_eq!(
-        app.post("/voicecall/status", "not json").await.status(),
-        400
-    );
+    let signed = Signature::new(app.url("/voicecall/status"));
+    let refused = app
+        .post_signed("/voicecall/status", "not json", &signed)
+        .await;
+    assert_eq!(refused.status(), 400);
     browser.goto(&app.url("/console/rejected")).await.unwrap();
     let button = browser
         .find(Locator::Css("button[data-reprocess]"))

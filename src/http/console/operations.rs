@@ -131,6 +131,23 @@ pub fn buckets(samples: &[Sample], name: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// `≤0.1` per bucket, the last (`+Inf`) as `>` the bound before it.
+fn lag_bars(buckets: &[(String, f64)]) -> Vec<Bar> {
+    let mut below = "0".to_owned();
+    buckets
+        .iter()
+        .map(|(le, count)| {
+            let label = if le == "+Inf" {
+                format!(">{below}")
+            } else {
+                format!("≤{le}")
+            };
+            below.clone_from(le);
+            Bar::new(label, *count, format!("{count:.0}"))
+        })
+        .collect()
+}
+
 fn bytes(n: f64) -> String {
     const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n;
@@ -213,7 +230,7 @@ pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer) -> Page
                 @if lag_count > 0.0 { ", mean " (format!("{:.1} ms", 1000.0 * lag_sum / lag_count)) }
                 ". Columns: receipts per bucket (upper bound in seconds)."
             }
-            (svg::columns("Projection lag", &lag.iter().map(|(le, c)| Bar::new(format!("≤{le}"), *c, format!("{c:.0}"))).collect::<Vec<_>>(), lag_max, "receipts"))
+            (svg::columns("Projection lag", &lag_bars(&lag), lag_max, "receipts"))
         }
         section.two {
             div {
@@ -270,5 +287,10 @@ mod tests {
             ]
         );
         assert_eq!(bytes(1536.0), "1.5 KiB");
+        let labels: Vec<String> = lag_bars(&buckets(&samples, "lag"))
+            .into_iter()
+            .map(|bar| bar.label)
+            .collect();
+        assert_eq!(labels, ["≤0.1", "≤0.5", ">0.5"]);
     }
 }

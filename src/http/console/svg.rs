@@ -80,7 +80,7 @@ pub fn columns(title: &str, bars: &[Bar], max: f64, axis: &str) -> Markup {
         svg.chart.columns viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(title) {
             title { (title) }
             line.axis x1=(LEFT) y1=(TOP + plot_h) x2=(WIDTH) y2=(TOP + plot_h) {}
-            text.axis-label x="0" y=(TOP - 6.0) { (axis) }
+            text.axis-label x=(LEFT) y=(TOP - 8.0) { (axis) }
             text.tick x=(LEFT - 6.0) y=(TOP + 4.0) text-anchor="end" { (short(max)) }
             text.tick x=(LEFT - 6.0) y=(TOP + plot_h) text-anchor="end" { "0" }
             @if bars.is_empty() {
