@@ -11,7 +11,7 @@ use super::{
     PageError, PageResult, Viewer,
     layout::{self, Nav},
     live::{outcome_label, parse_time},
-    show_time,
+    present, show_time,
     svg::{self, Bar},
 };
 use crate::{
@@ -34,11 +34,6 @@ pub struct KpiQuery {
     app_key: String,
     #[serde(default)]
     scenario: String,
-}
-
-fn present(value: &str) -> Option<String> {
-    let value = value.trim();
-    (!value.is_empty()).then(|| value.to_owned())
 }
 
 /// As `<input type=datetime-local>` wants its value (UTC).

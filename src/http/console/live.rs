@@ -17,7 +17,7 @@ use time::{OffsetDateTime, PrimitiveDateTime, format_description::well_known::Rf
 use super::{
     PageError, PageResult, Viewer, encode_segment,
     layout::{self, Nav},
-    show_seconds, show_time,
+    present, show_seconds, show_time,
 };
 use crate::{
     app::AppState,
@@ -45,11 +45,6 @@ pub struct LiveQuery {
     /// Full scope only.
     #[serde(default)]
     number: String,
-}
-
-fn present(value: &str) -> Option<String> {
-    let value = value.trim();
-    (!value.is_empty()).then(|| value.to_owned())
 }
 
 /// A time of the form: `2026-11-20T10:00`, `2026-11-20T10:00:05` (UTC) or RFC 3339.

@@ -171,6 +171,12 @@ pub fn show_seconds(seconds: Option<i32>) -> String {
     }
 }
 
+/// A form field's value, or `None` when it was left empty (a form sends every field).
+fn present(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
