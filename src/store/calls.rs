@@ -17,14 +17,104 @@
 //! version in ten indexes). They are taken in key order, so two writers cannot deadlock, even
 //! when two sessionIds share a hash.
 
-use sqlx::{PgConnection, PgExecutor, Row, types::Uuid};
-use time::OffsetDateTime;
+use std::sync::LazyLock;
 
-use super::{StoreError, read::CallRow};
+use serde::Serialize;
+use sqlx::{Arguments as _, PgConnection, PgExecutor, Row, types::Uuid};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::{
+    StoreError,
+    table::{self, table},
+};
 use crate::{
     calls::{CallRecord, CdrFact, EventFact, PlacedFact, project},
     kpis,
 };
+
+table! {
+    /// A `calls` row (column meanings: `\d+ calls`). Phone numbers are as stored; the HTTP layer
+    /// masks them for tokens without the `full` scope.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
+    #[schema(as = Call)]
+    pub struct CallRow {
+        pub session_id: String as &'a str = |r| r.session_id.as_str(),
+        /// click2call, notify, verify, playback or unknown.
+        pub scenario: String as &'static str = |r| r.scenario,
+        pub app_key: Option<String> as Option<&'a str> = |r| r.app_key.as_deref(),
+        pub caller: Option<String> as Option<&'a str> = |r| r.caller.as_deref(),
+        pub callee: Option<String> as Option<&'a str> = |r| r.callee.as_deref(),
+        pub display_number: Option<String> as Option<&'a str> = |r| r.display_number.as_deref(),
+        pub user_data: Option<String> as Option<&'a str> = |r| r.user_data.as_deref(),
+        pub placed_call_id: Option<Uuid> as Option<Uuid> = |r| r.placed_call_id,
+        #[serde(with = "time::serde::rfc3339::option")]
+        pub a_callout_at: Option<OffsetDateTime> as Option<OffsetDateTime> = |r| r.a.callout_at,
+        #[serde(with = "time::serde::rfc3339::option")]
+        pub a_alerting_at: Option<OffsetDateTime> as Option<OffsetDateTime> = |r| r.a.alerting_at,
+        #[serde(with = "time::serde::rfc3339::option")]
+        pub a_answer_at: Option<OffsetDateTime> as Option<OffsetDateTime> = |r| r.a.answer_at,
+        #[serde(with = "time::serde::rfc3339::option")]
+        pub a_disconnect_at: Option<OffsetDateTime> as Option<OffsetDateTime>
+            = |r| r.a.disconnect_at,
+        #[serde(with = "time::serde::rfc3339::option")]
+        pub b_callout_at: Option<OffsetDateTime> as Option<OffsetDateTime> = |r| r.b.callout_at,
+        #[serde(with = "time::serde::rfc3339::option")]
+        pub b_alerting_at: Option<OffsetDateTime> as Option<OffsetDateTime> = |r| r.b.alerting_at,
+        #[serde(with = "time::serde::rfc3339::option")]
+        pub b_answer_at: Option<OffsetDateTime> as Option<OffsetDateTime> = |r| r.b.answer_at,
+        #[serde(with = "time::serde::rfc3339::option")]
+        pub b_disconnect_at: Option<OffsetDateTime> as Option<OffsetDateTime>
+            = |r| r.b.disconnect_at,
+        pub digits: Option<String> as Option<&'a str> = |r| r.digits.as_deref(),
+        #[serde(with = "time::serde::rfc3339::option")]
+        pub started_at: Option<OffsetDateTime> as Option<OffsetDateTime> = |r| r.started_at,
+        #[serde(with = "time::serde::rfc3339::option")]
+        pub ended_at: Option<OffsetDateTime> as Option<OffsetDateTime> = |r| r.ended_at,
+        pub ring_seconds: Option<i32> as Option<i32> = |r| r.ring_seconds,
+        pub talk_seconds: Option<i32> as Option<i32> = |r| r.talk_seconds,
+        /// in_progress, answered, no_answer, busy, rejected, caller_hung_up or failed.
+        pub outcome: String as &'static str = |r| r.outcome,
+        pub state_code: Option<i32> as Option<i32> = |r| r.state_code,
+        pub state_meaning: Option<String> as Option<&'static str> = |r| r.state_meaning,
+        pub party_type: Option<String> as Option<&'a str> = |r| r.party_type.as_deref(),
+        pub q850_cause: Option<i32> as Option<i32> = |r| r.q850_cause,
+        pub q850_meaning: Option<String> as Option<&'static str> = |r| r.q850_meaning,
+        pub ul_fail_reason: Option<i32> as Option<i32> = |r| r.ul_fail_reason,
+        pub ul_fail_meaning: Option<String> as Option<&'static str> = |r| r.ul_fail_meaning,
+        pub sip_status_code: Option<i32> as Option<i32> = |r| r.sip_status_code,
+        pub record_flag: Option<i32> as Option<i32> = |r| r.record_flag,
+        pub record_object_name: Option<String> as Option<&'a str>
+            = |r| r.record_object_name.as_deref(),
+        pub record_domain: Option<String> as Option<&'a str> = |r| r.record_domain.as_deref(),
+        pub record_file_download_url: Option<String> as Option<&'a str>
+            = |r| r.record_file_download_url.as_deref(),
+        pub has_cdr: bool as bool = |r| r.has_cdr,
+        pub events: i32 as i32 = |r| r.events,
+        #[serde(with = "time::serde::rfc3339")]
+        pub last_callback_at: OffsetDateTime as Option<OffsetDateTime> = |r| r.last_callback_at,
+        #[serde(with = "time::serde::rfc3339")]
+        pub updated_at: OffsetDateTime,
+    }
+    written from &'a CallRecord as Arrays<'a> {
+        // As array literals (`{0,3,1}`): an array of arrays cannot be unnested row by row.
+        callback_delay_counts as Option<String>
+            = |r| r.callback_delay_counts.as_ref().map(|counts| {
+                let counts: Vec<String> = counts.iter().map(i32::to_string).collect();
+                format!("{{{}}}", counts.join(","))
+            }),
+    }
+}
+
+impl CallRow {
+    /// This row's position in the list order.
+    pub fn sort_key(&self) -> (OffsetDateTime, String) {
+        (
+            self.started_at.unwrap_or(self.last_callback_at),
+            self.session_id.clone(),
+        )
+    }
+}
 
 /// The NOTIFY channel of committed changes to `calls`. A notification carries no payload: it
 /// only says "look", and readers look with [`changed_after`].
@@ -256,207 +346,60 @@ pub async fn refresh(
     Ok(refreshed)
 }
 
-type Text = Vec<Option<String>>;
-type Int = Vec<Option<i32>>;
-type Time = Vec<Option<OffsetDateTime>>;
-
-/// The records as one array per column, in the order of the UPSERT below.
-#[derive(Default)]
-struct Columns {
-    session_id: Vec<String>,
-    scenario: Vec<&'static str>,
-    app_key: Text,
-    caller: Text,
-    callee: Text,
-    display_number: Text,
-    user_data: Text,
-    placed_call_id: Vec<Option<Uuid>>,
-    a_callout_at: Time,
-    a_alerting_at: Time,
-    a_answer_at: Time,
-    a_disconnect_at: Time,
-    b_callout_at: Time,
-    b_alerting_at: Time,
-    b_answer_at: Time,
-    b_disconnect_at: Time,
-    digits: Text,
-    started_at: Time,
-    ended_at: Time,
-    ring_seconds: Int,
-    talk_seconds: Int,
-    outcome: Vec<&'static str>,
-    state_code: Int,
-    state_meaning: Vec<Option<&'static str>>,
-    party_type: Text,
-    q850_cause: Int,
-    q850_meaning: Vec<Option<&'static str>>,
-    ul_fail_reason: Int,
-    ul_fail_meaning: Vec<Option<&'static str>>,
-    sip_status_code: Int,
-    record_flag: Int,
-    record_object_name: Text,
-    record_domain: Text,
-    record_file_download_url: Text,
-    has_cdr: Vec<bool>,
-    events: Vec<i32>,
-    last_callback_at: Time,
-    /// As array literals (`{0,3,1}`): an array of arrays cannot be unnested row by row.
-    callback_delay_counts: Text,
-}
+/// The upsert of `calls` rows: one row version per call, whose conflict check is the primary
+/// key's index lookup (an UPDATE … FROM unnest() join is planned, and a plan cached while the
+/// table was empty scanned the whole table for every group). A call without callbacks yet
+/// (placed only) keeps its last_callback_at: the time its row was made. The NOTIFY rides in the
+/// same statement (no extra round trip) and is sent when the transaction commits.
+static UPSERT: LazyLock<String> = LazyLock::new(|| {
+    let written = Arrays::written();
+    let select: Vec<String> = written
+        .iter()
+        .map(|(name, _)| match *name {
+            "last_callback_at" => "coalesce(last_callback_at, now())".to_owned(),
+            "callback_delay_counts" => "callback_delay_counts::int4[]".to_owned(),
+            name => name.to_owned(),
+        })
+        .collect();
+    let update: Vec<String> = written
+        .iter()
+        .filter(|(name, _)| *name != "session_id")
+        .map(|(name, _)| match *name {
+            "last_callback_at" => "last_callback_at = case when excluded.events = 0 and not \
+                                   excluded.has_cdr then calls.last_callback_at else \
+                                   excluded.last_callback_at end"
+                .to_owned(),
+            name => format!("{name} = excluded.{name}"),
+        })
+        .collect();
+    format!(
+        "with written as (
+             insert into calls ({}, updated_at, change_xid)
+             select {}, now(), pg_current_xact_id() from {}
+             on conflict (session_id) do update set {},
+                 updated_at = excluded.updated_at, change_xid = excluded.change_xid
+         )
+         select pg_notify(${}, '')",
+        table::names(&written),
+        select.join(", "),
+        table::unnest(&written),
+        update.join(", "),
+        written.len() + 1,
+    )
+});
 
 async fn write(connection: &mut PgConnection, records: &[Refreshed]) -> Result<(), StoreError> {
-    let mut c = Columns::default();
-    for r in records.iter().map(|refreshed| &refreshed.record) {
-        c.session_id.push(r.session_id.clone());
-        c.scenario.push(r.scenario);
-        c.app_key.push(r.app_key.clone());
-        c.caller.push(r.caller.clone());
-        c.callee.push(r.callee.clone());
-        c.display_number.push(r.display_number.clone());
-        c.user_data.push(r.user_data.clone());
-        c.placed_call_id.push(r.placed_call_id);
-        c.a_callout_at.push(r.a.callout_at);
-        c.a_alerting_at.push(r.a.alerting_at);
-        c.a_answer_at.push(r.a.answer_at);
-        c.a_disconnect_at.push(r.a.disconnect_at);
-        c.b_callout_at.push(r.b.callout_at);
-        c.b_alerting_at.push(r.b.alerting_at);
-        c.b_answer_at.push(r.b.answer_at);
-        c.b_disconnect_at.push(r.b.disconnect_at);
-        c.digits.push(r.digits.clone());
-        c.started_at.push(r.started_at);
-        c.ended_at.push(r.ended_at);
-        c.ring_seconds.push(r.ring_seconds);
-        c.talk_seconds.push(r.talk_seconds);
-        c.outcome.push(r.outcome);
-        c.state_code.push(r.state_code);
-        c.state_meaning.push(r.state_meaning);
-        c.party_type.push(r.party_type.clone());
-        c.q850_cause.push(r.q850_cause);
-        c.q850_meaning.push(r.q850_meaning);
-        c.ul_fail_reason.push(r.ul_fail_reason);
-        c.ul_fail_meaning.push(r.ul_fail_meaning);
-        c.sip_status_code.push(r.sip_status_code);
-        c.record_flag.push(r.record_flag);
-        c.record_object_name.push(r.record_object_name.clone());
-        c.record_domain.push(r.record_domain.clone());
-        c.record_file_download_url
-            .push(r.record_file_download_url.clone());
-        c.has_cdr.push(r.has_cdr);
-        c.events.push(r.events);
-        c.last_callback_at.push(r.last_callback_at);
-        c.callback_delay_counts
-            .push(r.callback_delay_counts.as_ref().map(|counts| {
-                let counts: Vec<String> = counts.iter().map(i32::to_string).collect();
-                format!("{{{}}}", counts.join(","))
-            }));
+    let mut arrays = Arrays::with_capacity(records.len());
+    for refreshed in records {
+        arrays.push(&&refreshed.record);
     }
-    sqlx::query(
-        // One row version per call: an upsert, whose conflict check is the primary key's index
-        // lookup (an UPDATE … FROM unnest() join is planned, and a plan cached while the table was
-        // empty scanned the whole table for every group). A call without callbacks yet (placed
-        // only) keeps its last_callback_at: the time its row was made. The NOTIFY rides in the
-        // same statement (no extra round trip) and is sent when the transaction commits.
-        "with written as (
-         insert into calls (
-            session_id, scenario, app_key, caller, callee, display_number, user_data,
-            placed_call_id, a_callout_at, a_alerting_at, a_answer_at, a_disconnect_at,
-            b_callout_at, b_alerting_at, b_answer_at, b_disconnect_at, digits, started_at,
-            ended_at, ring_seconds, talk_seconds, outcome, state_code, state_meaning, party_type,
-            q850_cause, q850_meaning, ul_fail_reason, ul_fail_meaning, sip_status_code,
-            record_flag, record_object_name, record_domain, record_file_download_url, has_cdr,
-            events, last_callback_at, updated_at, callback_delay_counts, change_xid)
-         select
-            session_id, scenario, app_key, caller, callee, display_number, user_data,
-            placed_call_id, a_callout_at, a_alerting_at, a_answer_at, a_disconnect_at,
-            b_callout_at, b_alerting_at, b_answer_at, b_disconnect_at, digits, started_at,
-            ended_at, ring_seconds, talk_seconds, outcome, state_code, state_meaning, party_type,
-            q850_cause, q850_meaning, ul_fail_reason, ul_fail_meaning, sip_status_code,
-            record_flag, record_object_name, record_domain, record_file_download_url, has_cdr,
-            events, coalesce(last_callback_at, now()), now(), callback_delay_counts::int4[],
-            pg_current_xact_id()
-         from unnest(
-            $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::uuid[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
-            $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[],
-            $16::timestamptz[], $17::text[], $18::timestamptz[], $19::timestamptz[], $20::int4[],
-            $21::int4[], $22::text[], $23::int4[], $24::text[], $25::text[], $26::int4[],
-            $27::text[], $28::int4[], $29::text[], $30::int4[], $31::int4[], $32::text[],
-            $33::text[], $34::text[], $35::bool[], $36::int4[], $37::timestamptz[], $38::text[]
-         ) as u(session_id, scenario, app_key, caller, callee, display_number, user_data,
-             placed_call_id, a_callout_at, a_alerting_at, a_answer_at, a_disconnect_at,
-             b_callout_at, b_alerting_at, b_answer_at, b_disconnect_at, digits, started_at,
-             ended_at, ring_seconds, talk_seconds, outcome, state_code, state_meaning, party_type,
-             q850_cause, q850_meaning, ul_fail_reason, ul_fail_meaning, sip_status_code,
-             record_flag, record_object_name, record_domain, record_file_download_url, has_cdr,
-             events, last_callback_at, callback_delay_counts)
-         on conflict (session_id) do update set
-            scenario = excluded.scenario, app_key = excluded.app_key, caller = excluded.caller,
-            callee = excluded.callee, display_number = excluded.display_number,
-            user_data = excluded.user_data, placed_call_id = excluded.placed_call_id,
-            a_callout_at = excluded.a_callout_at, a_alerting_at = excluded.a_alerting_at,
-            a_answer_at = excluded.a_answer_at, a_disconnect_at = excluded.a_disconnect_at,
-            b_callout_at = excluded.b_callout_at, b_alerting_at = excluded.b_alerting_at,
-            b_answer_at = excluded.b_answer_at, b_disconnect_at = excluded.b_disconnect_at,
-            digits = excluded.digits, started_at = excluded.started_at,
-            ended_at = excluded.ended_at, ring_seconds = excluded.ring_seconds,
-            talk_seconds = excluded.talk_seconds, outcome = excluded.outcome,
-            state_code = excluded.state_code, state_meaning = excluded.state_meaning,
-            party_type = excluded.party_type, q850_cause = excluded.q850_cause,
-            q850_meaning = excluded.q850_meaning, ul_fail_reason = excluded.ul_fail_reason,
-            ul_fail_meaning = excluded.ul_fail_meaning, sip_status_code = excluded.sip_status_code,
-            record_flag = excluded.record_flag, record_object_name = excluded.record_object_name,
-            record_domain = excluded.record_domain,
-            record_file_download_url = excluded.record_file_download_url,
-            has_cdr = excluded.has_cdr, events = excluded.events,
-            last_callback_at = case when excluded.events = 0 and not excluded.has_cdr
-                then calls.last_callback_at else excluded.last_callback_at end,
-            updated_at = excluded.updated_at,
-            callback_delay_counts = excluded.callback_delay_counts, change_xid = excluded.change_xid
-         )
-         select pg_notify($39, '')",
-    )
-    .bind(c.session_id)
-    .bind(c.scenario)
-    .bind(c.app_key)
-    .bind(c.caller)
-    .bind(c.callee)
-    .bind(c.display_number)
-    .bind(c.user_data)
-    .bind(c.placed_call_id)
-    .bind(c.a_callout_at)
-    .bind(c.a_alerting_at)
-    .bind(c.a_answer_at)
-    .bind(c.a_disconnect_at)
-    .bind(c.b_callout_at)
-    .bind(c.b_alerting_at)
-    .bind(c.b_answer_at)
-    .bind(c.b_disconnect_at)
-    .bind(c.digits)
-    .bind(c.started_at)
-    .bind(c.ended_at)
-    .bind(c.ring_seconds)
-    .bind(c.talk_seconds)
-    .bind(c.outcome)
-    .bind(c.state_code)
-    .bind(c.state_meaning)
-    .bind(c.party_type)
-    .bind(c.q850_cause)
-    .bind(c.q850_meaning)
-    .bind(c.ul_fail_reason)
-    .bind(c.ul_fail_meaning)
-    .bind(c.sip_status_code)
-    .bind(c.record_flag)
-    .bind(c.record_object_name)
-    .bind(c.record_domain)
-    .bind(c.record_file_download_url)
-    .bind(c.has_cdr)
-    .bind(c.events)
-    .bind(c.last_callback_at)
-    .bind(c.callback_delay_counts)
-    .bind(CHANGES_CHANNEL)
-    .execute(connection)
-    .await?;
+    let mut arguments = arrays.into_arguments().map_err(table::encode_failed)?;
+    arguments
+        .add(CHANGES_CHANNEL)
+        .map_err(table::encode_failed)?;
+    sqlx::query_with(&UPSERT, arguments)
+        .execute(connection)
+        .await?;
     Ok(())
 }
 

@@ -1,12 +1,85 @@
-//! `call_events`: one row per status event.
+//! `call_events`: one row per status event, its columns defined once ([`EventRow`]).
 
-use serde_json::Map;
+use std::{cell::RefCell, sync::LazyLock};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
 use sqlx::{PgConnection, types::Json};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{StoreError, non_empty, read_time};
+use super::{
+    StoreError, non_empty, read_time,
+    table::{self, table},
+};
 use crate::platform::callback::StatusEvent;
+
+table! {
+    /// A `call_events` row, without the fingerprint (an internal dedup key).
+    #[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+    #[schema(as = CallEvent)]
+    pub struct EventRow {
+        pub id: i64,
+        pub raw_callback_id: Uuid as Uuid = |e| e.new.raw_callback_id,
+        /// callout, alerting, answer, collectInfo or disconnect.
+        pub event_type: String as &'a str = |e| e.new.event.event_type.as_str(),
+        pub session_id: String as &'a str = |e| e.new.event.session_id.as_str(),
+        #[serde(with = "time::serde::rfc3339::option")]
+        pub event_at: Option<OffsetDateTime> as Option<OffsetDateTime>
+            = |e| e.time("timestamp", &e.new.event.info.timestamp),
+        pub caller: Option<String> as Option<&'a str> = |e| e.new.event.info.caller.as_deref(),
+        pub called: Option<String> as Option<&'a str> = |e| e.new.event.info.called.as_deref(),
+        pub user_data: Option<String> as Option<&'a str>
+            = |e| e.new.event.info.user_data.as_deref(),
+        pub party_type: Option<String> as Option<&'a str>
+            = |e| e.new.event.info.party_type.as_deref(),
+        pub state_code: Option<i32> as Option<i32> = |e| e.new.event.info.state_code,
+        pub state_desc: Option<String> as Option<&'a str>
+            = |e| e.new.event.info.state_desc.as_deref(),
+        pub digit_info: Option<String> as Option<&'a str>
+            = |e| e.new.event.info.digit_info.as_deref(),
+        pub display_caller_num: Option<String> as Option<&'a str>
+            = |e| e.new.event.info.display_caller_num.as_deref(),
+        /// Time fields that were present but unreadable, `{"<wire name>": "<raw>"}`. Taken
+        /// after the time fields above, which gather them.
+        pub unparsed_times: Option<Value> as Option<Json<Map<String, Value>>>
+            = |e| non_empty(e.unparsed.take()),
+        /// Fields the spec does not list, as received.
+        pub extra: Option<Value> as Option<Json<&'a Map<String, Value>>>
+            = |e| (!e.new.event.info.extra.is_empty()).then_some(Json(&e.new.event.info.extra)),
+        #[serde(with = "time::serde::rfc3339")]
+        pub received_at: OffsetDateTime as OffsetDateTime = |e| e.new.received_at,
+    }
+    written from Prepared<'a> as Arrays<'a> {
+        fingerprint as &'a [u8] = |e| &e.new.event.fingerprint[..],
+    }
+}
+
+/// An event on its way into the arrays; its unreadable time is gathered for `unparsed_times`.
+struct Prepared<'a> {
+    new: &'a NewEvent<'a>,
+    unparsed: RefCell<Map<String, Value>>,
+}
+
+impl Prepared<'_> {
+    fn time(&self, wire_name: &str, raw: &Option<String>) -> Option<OffsetDateTime> {
+        read_time(wire_name, raw.as_deref(), &mut self.unparsed.borrow_mut())
+    }
+}
+
+/// `insert into call_events (…) select … from unnest(…)`, skipping redelivered events.
+static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
+    let written = Arrays::written();
+    format!(
+        "insert into call_events ({}) select {} from {}
+         on conflict (fingerprint) do nothing
+         returning fingerprint",
+        table::names(&written),
+        table::names(&written),
+        table::unnest(&written),
+    )
+});
 
 /// One event to store, with the request that brought it.
 pub struct NewEvent<'a> {
@@ -24,87 +97,16 @@ pub async fn insert(
 ) -> Result<Vec<Vec<u8>>, StoreError> {
     let mut order: Vec<&NewEvent<'_>> = events.iter().collect();
     order.sort_by_key(|new| new.event.fingerprint);
-    let n = order.len();
-    let (mut raw_id, mut fingerprint, mut event_type, mut session_id, mut event_at) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut caller, mut called, mut user_data, mut party_type, mut state_code) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (
-        mut state_desc,
-        mut digit_info,
-        mut display_caller_num,
-        mut unparsed_times,
-        mut extra,
-        mut received_at,
-    ) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    let mut arrays = Arrays::with_capacity(order.len());
     for new in order {
-        let info = &new.event.info;
-        let mut unparsed = Map::new();
-        event_at.push(read_time(
-            "timestamp",
-            info.timestamp.as_deref(),
-            &mut unparsed,
-        ));
-        unparsed_times.push(non_empty(unparsed));
-        raw_id.push(new.raw_callback_id);
-        fingerprint.push(&new.event.fingerprint[..]);
-        event_type.push(new.event.event_type.as_str());
-        session_id.push(new.event.session_id.as_str());
-        caller.push(info.caller.as_deref());
-        called.push(info.called.as_deref());
-        user_data.push(info.user_data.as_deref());
-        party_type.push(info.party_type.as_deref());
-        state_code.push(info.state_code);
-        state_desc.push(info.state_desc.as_deref());
-        digit_info.push(info.digit_info.as_deref());
-        display_caller_num.push(info.display_caller_num.as_deref());
-        extra.push((!info.extra.is_empty()).then_some(Json(&info.extra)));
-        received_at.push(new.received_at);
+        arrays.push(&Prepared {
+            new,
+            unparsed: RefCell::default(),
+        });
     }
-    let inserted = sqlx::query_scalar(
-        "insert into call_events (raw_callback_id, fingerprint, event_type, session_id, event_at, caller, called,
-             user_data, party_type, state_code, state_desc, digit_info, display_caller_num, unparsed_times, extra,
-             received_at)
-         select * from unnest($1::uuid[], $2::bytea[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
-             $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[], $12::text[], $13::text[], $14::jsonb[],
-             $15::jsonb[], $16::timestamptz[])
-         on conflict (fingerprint) do nothing
-         returning fingerprint",
-    )
-    .bind(raw_id)
-    .bind(fingerprint)
-    .bind(event_type)
-    .bind(session_id)
-    .bind(event_at)
-    .bind(caller)
-    .bind(called)
-    .bind(user_data)
-    .bind(party_type)
-    .bind(state_code)
-    .bind(state_desc)
-    .bind(digit_info)
-    .bind(display_caller_num)
-    .bind(unparsed_times)
-    .bind(extra)
-    .bind(received_at)
-    .fetch_all(connection)
-    .await?;
+    let arguments = arrays.into_arguments().map_err(table::encode_failed)?;
+    let inserted = sqlx::query_scalar_with(&INSERT_EVENTS, arguments)
+        .fetch_all(connection)
+        .await?;
     Ok(inserted)
 }

@@ -11,6 +11,8 @@ pub mod placed_calls;
 pub mod raw;
 /// The read side (the `/v1` API and its exports): filtered, keyset-paginated lists.
 pub mod read;
+/// One definition per table: its row type, read columns and written arrays.
+mod table;
 
 use std::{str::FromStr, time::Duration};
 

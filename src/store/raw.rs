@@ -2,13 +2,18 @@
 //! received, with what became of it. A receipt is what callhook acknowledges; the typed rows and
 //! the call log are projected from it later (see `ingest::projector`).
 
+use std::{borrow::Cow, sync::LazyLock};
+
 use bytes::Bytes;
 use serde_json::Value;
 use sqlx::{PgConnection, types::Json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{
+    StoreError,
+    table::{self, columns, table},
+};
 use crate::platform::signature::Verdict;
 
 /// What became of a request. Stored as `raw_callbacks.outcome`.
@@ -86,6 +91,48 @@ pub struct Receipt {
     pub error: Option<Value>,
 }
 
+table! {
+    /// A `raw_callbacks` row as stored, body bytes included: the receipt as it was written, then
+    /// what became of it (the outcome columns the projector and reprocessing set).
+    #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+    pub struct RawRow {
+        pub id: Uuid as Uuid = |r| r.id,
+        pub received_at: OffsetDateTime as OffsetDateTime = |r| r.received_at,
+        pub endpoint: String as &'static str = |r| r.endpoint,
+        pub method: String as Cow<'a, str> = |r| pg_text(&r.method),
+        pub path: String as Cow<'a, str> = |r| pg_text(&r.path),
+        pub peer_addr: Option<String> as Option<&'a str> = |r| r.peer_addr.as_deref(),
+        pub headers: Value as Json<&'a Value> = |r| Json(&r.headers),
+        pub body: Vec<u8> as &'a [u8] = |r| r.body.as_ref(),
+        pub body_truncated: bool as bool = |r| r.body_truncated,
+        pub event_type: Option<String> as Option<Cow<'a, str>>
+            = |r| r.event_type.as_deref().map(pg_text),
+        pub app_key: Option<String> as Option<Cow<'a, str>>
+            = |r| r.app_key.as_deref().map(pg_text),
+        pub signature_verdict: String as &'static str = |r| r.signature_verdict.as_str(),
+        pub outcome: String as &'static str = |r| r.outcome.as_str(),
+        pub http_status: i16 as i16 = |r| i16::try_from(r.http_status).unwrap_or(i16::MAX),
+        pub error: Option<Value> as Option<Json<&'a Value>> = |r| r.error.as_ref().map(Json),
+        pub records_total: Option<i32>,
+        pub records_stored: Option<i32>,
+        pub records_duplicate: Option<i32>,
+        pub records_rejected: Option<i32>,
+        pub request_id: Option<String> as Option<&'a str> = |r| r.request_id.as_deref(),
+        pub reprocessed_at: Option<OffsetDateTime>,
+        pub reprocess_outcome: Option<String>,
+        pub reprocess_error: Option<Value>,
+    }
+    written from &'a Receipt as Arrays<'a> {
+        nonce as Option<Cow<'a, str>> = |r| r.nonce.as_deref().map(pg_text),
+    }
+}
+
+impl RawRow {
+    pub fn sort_key(&self) -> (OffsetDateTime, Uuid) {
+        (self.received_at, self.id)
+    }
+}
+
 /// The endpoint names a receipt can carry, as `&'static str` again after a round trip.
 pub fn endpoint_name(name: &str) -> Option<&'static str> {
     ["status", "fee", "events"]
@@ -109,74 +156,27 @@ pub async fn insert(
     connection: &mut PgConnection,
     receipts: &[&Receipt],
 ) -> Result<Vec<Uuid>, StoreError> {
-    let n = receipts.len();
-    let mut id = Vec::with_capacity(n);
-    let mut received_at = Vec::with_capacity(n);
-    let mut endpoint = Vec::with_capacity(n);
-    let mut method = Vec::with_capacity(n);
-    let mut path = Vec::with_capacity(n);
-    let mut peer_addr = Vec::with_capacity(n);
-    let mut headers = Vec::with_capacity(n);
-    let mut body = Vec::with_capacity(n);
-    let mut body_truncated = Vec::with_capacity(n);
-    let mut event_type = Vec::with_capacity(n);
-    let mut app_key = Vec::with_capacity(n);
-    let mut nonce = Vec::with_capacity(n);
-    let mut verdict = Vec::with_capacity(n);
-    let mut outcome = Vec::with_capacity(n);
-    let mut http_status = Vec::with_capacity(n);
-    let mut error = Vec::with_capacity(n);
-    let mut request_id = Vec::with_capacity(n);
+    let mut arrays = Arrays::with_capacity(receipts.len());
     for receipt in receipts {
-        id.push(receipt.id);
-        received_at.push(receipt.received_at);
-        endpoint.push(receipt.endpoint);
-        method.push(pg_text(&receipt.method));
-        path.push(pg_text(&receipt.path));
-        peer_addr.push(receipt.peer_addr.as_deref());
-        headers.push(Json(&receipt.headers));
-        body.push(receipt.body.as_ref());
-        body_truncated.push(receipt.body_truncated);
-        event_type.push(receipt.event_type.as_deref().map(pg_text));
-        app_key.push(receipt.app_key.as_deref().map(pg_text));
-        nonce.push(receipt.nonce.as_deref().map(pg_text));
-        verdict.push(receipt.signature_verdict.as_str());
-        outcome.push(receipt.outcome.as_str());
-        http_status.push(i16::try_from(receipt.http_status).unwrap_or(i16::MAX));
-        error.push(receipt.error.as_ref().map(Json));
-        request_id.push(receipt.request_id.as_deref());
+        arrays.push(receipt);
     }
-    let written = sqlx::query_scalar!(
-        "insert into raw_callbacks (id, received_at, endpoint, method, path, peer_addr, headers, body,
-             body_truncated, event_type, app_key, nonce, signature_verdict, outcome, http_status, error,
-             request_id)
-         select * from unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
-             $7::jsonb[], $8::bytea[], $9::bool[], $10::text[], $11::text[], $12::text[], $13::text[],
-             $14::text[], $15::int2[], $16::jsonb[], $17::text[])
-         on conflict do nothing
-         returning id",
-        &id,
-        &received_at,
-        &endpoint as _,
-        &method as _,
-        &path as _,
-        &peer_addr as _,
-        &headers as _,
-        &body as _,
-        &body_truncated,
-        &event_type as _,
-        &app_key as _,
-        &nonce as _,
-        &verdict as _,
-        &outcome as _,
-        &http_status,
-        &error as _,
-        &request_id as _,
-    )
-    .fetch_all(connection)
-    .await?;
-    Ok(written)
+    let arguments = arrays.into_arguments().map_err(table::encode_failed)?;
+    Ok(sqlx::query_scalar_with(&INSERT, arguments)
+        .fetch_all(connection)
+        .await?)
 }
+
+/// `insert into raw_callbacks (…) select … from unnest(…)`; a receipt kept already (same id) or
+/// replaying a nonce is skipped.
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    let written = Arrays::written();
+    format!(
+        "insert into raw_callbacks ({}) select {} from {} on conflict do nothing returning id",
+        table::names(&written),
+        table::names(&written),
+        table::unnest(&written),
+    )
+});
 
 /// Which of `ids` are kept already.
 pub async fn existing(
@@ -190,21 +190,23 @@ pub async fn existing(
     )
 }
 
-/// A kept receipt as the projector reads it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct KeptReceipt {
-    pub id: Uuid,
-    pub received_at: OffsetDateTime,
-    pub body: Vec<u8>,
-    pub nonce: Option<String>,
-    pub outcome: String,
-    pub reprocessed_at: Option<OffsetDateTime>,
-    pub method: String,
-    pub body_truncated: bool,
-    pub signature_verdict: String,
+columns! {
+    /// A kept receipt as the projector reads it.
+    #[derive(Debug, Clone, sqlx::FromRow)]
+    pub struct KeptReceipt {
+        pub id: Uuid,
+        pub received_at: OffsetDateTime,
+        pub body: Vec<u8>,
+        pub nonce: Option<String>,
+        pub outcome: String,
+        pub reprocessed_at: Option<OffsetDateTime>,
+        pub method: String,
+        pub body_truncated: bool,
+        pub signature_verdict: String,
+    }
 }
 
-const KEPT_COLUMNS: &str = "id, received_at, body, nonce, outcome, reprocessed_at, method, body_truncated, signature_verdict";
+static KEPT_COLUMNS: LazyLock<String> = LazyLock::new(|| KeptReceipt::COLUMNS.join(", "));
 
 /// Locks up to `limit` receipts not projected yet, oldest first, stopping once their bodies
 /// reach `max_bytes` (always at least one), so a batch of fee lists stays small in memory.
@@ -217,7 +219,7 @@ pub async fn claim_unprojected(
     max_bytes: i64,
 ) -> Result<Vec<KeptReceipt>, StoreError> {
     let sql = format!(
-        "select {KEPT_COLUMNS} from raw_callbacks
+        "select {} from raw_callbacks
          where outcome = 'received' and id in (
              select id from (
                  select id, coalesce(sum(octet_length(body)) over (
@@ -225,7 +227,8 @@ pub async fn claim_unprojected(
                  from raw_callbacks where outcome = 'received' order by id limit $1
              ) as queued
              where before < $2)
-         order by id for update skip locked"
+         order by id for update skip locked",
+        *KEPT_COLUMNS
     );
     Ok(sqlx::query_as(&sql)
         .bind(limit)
@@ -239,7 +242,10 @@ pub async fn lock(
     connection: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<KeptReceipt>, StoreError> {
-    let sql = format!("select {KEPT_COLUMNS} from raw_callbacks where id = $1 for update");
+    let sql = format!(
+        "select {} from raw_callbacks where id = $1 for update",
+        *KEPT_COLUMNS
+    );
     Ok(sqlx::query_as(&sql)
         .bind(id)
         .fetch_optional(connection)
@@ -256,11 +262,12 @@ pub async fn lock_projected(
     limit: i64,
 ) -> Result<Vec<KeptReceipt>, StoreError> {
     let sql = format!(
-        "select {KEPT_COLUMNS} from raw_callbacks
+        "select {} from raw_callbacks
          where received_at >= $1 and received_at < $2 and id > $3
            and (outcome in ('received', 'stored', 'duplicate', 'partial')
                 or reprocess_outcome in ('stored', 'duplicate', 'partial'))
-         order by id limit $4 for update"
+         order by id limit $4 for update",
+        *KEPT_COLUMNS
     );
     Ok(sqlx::query_as(&sql)
         .bind(from)
@@ -357,7 +364,7 @@ pub async fn backlog(connection: &mut PgConnection) -> Result<i64, StoreError> {
 
 /// PostgreSQL text cannot hold NUL. The raw row must always be writable (it is where bad input
 /// is kept), so its text columns swap NUL for U+FFFD; the body column keeps the exact bytes.
-fn pg_text(value: &str) -> std::borrow::Cow<'_, str> {
+fn pg_text(value: &str) -> Cow<'_, str> {
     if value.contains('\0') {
         value.replace('\0', "\u{FFFD}").into()
     } else {

@@ -1,6 +1,10 @@
-//! Migrations: every down migration undoes its up migration, so a release can be rolled back.
+//! Migrations: every down migration undoes its up migration, so a release can be rolled back;
+//! and the tables the migrations make are the tables the row types read.
 
-use callhook::store::{MIGRATOR, is_migrated};
+use callhook::store::{
+    MIGRATOR, is_migrated,
+    read::{CallRow, CdrRow, EventRow, RawRow},
+};
 use sqlx::PgPool;
 
 /// Reverting everything leaves no table behind, and migrating again restores the schema.
@@ -30,4 +34,41 @@ async fn migrations_revert_to_nothing_and_apply_again(pool: PgPool) {
     assert!(!ready_when_reverted);
     assert_eq!(tables().await, before);
     assert!(is_migrated(&pool).await.unwrap());
+}
+
+/// Each table's row type (the one definition its reads, CSV export and writes come from) names
+/// every column users query, and only columns that exist; what it leaves out is internal and
+/// listed here: dedup and replay keys, the stream's change stamp, and what only the KPI
+/// queries read (its generated per-bucket columns included).
+#[sqlx::test]
+async fn the_row_types_read_every_column_the_migrations_make(pool: PgPool) {
+    let internal: [(&str, &[&str], &[&str]); 4] = [
+        (
+            "calls",
+            CallRow::COLUMNS,
+            &["change_xid", "callback_delay_counts"],
+        ),
+        ("cdrs", CdrRow::COLUMNS, &[]),
+        ("call_events", EventRow::COLUMNS, &["fingerprint"]),
+        ("raw_callbacks", RawRow::COLUMNS, &["nonce", "projected_at"]),
+    ];
+    for (table, columns, internal) in internal {
+        let mut made: Vec<String> = sqlx::query_scalar(
+            "select column_name::text from information_schema.columns
+             where table_schema = 'public' and table_name = $1 and is_generated = 'NEVER'
+             order by ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        made.retain(|column| !internal.contains(&column.as_str()));
+        let mut read: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
+        made.sort();
+        read.sort();
+        assert_eq!(
+            read, made,
+            "{table}: the row type's columns against the table's"
+        );
+    }
 }
