@@ -215,7 +215,7 @@ pub struct PlacedCallView {
     pub result_desc: Option<String>,
     pub session_id: Option<String>,
     pub user_data: Option<String>,
-    /// accepted, refused, failed or not_sent.
+    /// accepted, declined, failed or not_sent.
     pub outcome: String,
     pub error: Option<String>,
     pub attempts: i16,
