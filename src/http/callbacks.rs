@@ -242,14 +242,18 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
     };
 
     let on_replay = if enforce {
-        OnReplay::Refuse(ApiError::SignatureRefused(Verdict::Replayed).to_json())
+        let error = ApiError::SignatureRefused(Verdict::Replayed);
+        OnReplay::Refuse {
+            http_status: error.status().as_u16(),
+            error: error.to_json(),
+        }
     } else {
         OnReplay::Accept
     };
     let answer = match state.receipts.keep(receipt, on_replay).await {
         Ok((receipt, _)) if receipt.outcome == ReceiptOutcome::Unauthorized => {
-            metrics::counter!(m::REJECTIONS_TOTAL, "reason" => "signature_replayed").increment(1);
             let error = ApiError::SignatureRefused(Verdict::Replayed);
+            metrics::counter!(m::REJECTIONS_TOTAL, "reason" => error.code()).increment(1);
             (error.into_response(), ReceiptOutcome::Unauthorized.as_str())
         }
         Ok((receipt, kept_in)) => (acknowledge(&receipt, label, kept_in), label.as_str()),
