@@ -104,7 +104,11 @@ impl Document {
     fn check_headers(&self, method: &str, path: &str, response: &reqwest::Response) {
         let headers = &self.0["paths"][path][method]["responses"]["200"]["headers"];
         let components = self.0["components"]["schemas"].as_object().unwrap();
-        for name in ["x-callhook-outcome", "x-callhook-callback-id"] {
+        for name in [
+            "x-callhook-outcome",
+            "x-callhook-kept-in",
+            "x-callhook-callback-id",
+        ] {
             let schema = inline_refs(&headers[name]["schema"], components, 0);
             let value = response.headers()[name].to_str().unwrap();
             let validator = jsonschema::options()
