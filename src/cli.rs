@@ -61,7 +61,7 @@ pub enum Command {
     /// again, after a fix, and print what became of each. Idempotent: what was stored is a
     /// duplicate the second time.
     Reprocess {
-        /// The callback (raw_callbacks.id, as in X-Callhook-Callback-Id or GET /v1/rejected).
+        /// The callback (raw_callbacks.id, as in X-Callhook-Callback-Id or GET /v1/refused).
         #[arg(long, required_unless_present = "all", conflicts_with = "all")]
         id: Option<uuid::Uuid>,
         /// Every refused callback that may be reprocessed, oldest first.

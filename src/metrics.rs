@@ -17,7 +17,7 @@ pub const REJECTIONS_TOTAL: &str = "callhook_rejections_total";
 pub const SIGNATURE_VERDICTS_TOTAL: &str = "callhook_signature_verdicts_total";
 /// CDRs seen in fee lists, by `outcome` (stored, duplicate, rejected).
 pub const CDR_RECORDS_TOTAL: &str = "callhook_cdr_records_total";
-/// Outbound operations, by `operation` and `outcome` (accepted, refused, failed, not_sent), as
+/// Outbound operations, by `operation` and `outcome` (accepted, declined, failed, not_sent), as
 /// recorded in `placed_calls` by every process (the CLI's included), read at each scrape.
 pub const PLACED_CALLS_TOTAL: &str = "callhook_placed_calls_total";
 /// Time from receiving a callback to answering it, by `kind`.

@@ -36,16 +36,16 @@ impl fmt::Display for ValidationError {
 ///
 /// Whether a call may have been placed: never for `Validation`, `CircuitOpen`, `UnknownApp`,
 /// `NoDefaultApp`, `Connect` and `ConnectTimeout` (nothing reached the platform); not for
-/// `Platform` (it refused); **maybe** for `Timeout`, `Interrupted` and `HttpStatus`: the request
+/// `Platform` (it declined); **maybe** for `Timeout`, `Interrupted` and `HttpStatus`: the request
 /// may have reached the platform, so they are never retried automatically. Look for its callbacks
 /// before trying again.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Refused before sending: nothing reached the platform.
+    /// Invalid before sending: nothing reached the platform.
     #[error("invalid parameter {0}")]
     Validation(ValidationError),
     /// The platform answered with a resultcode other than "0" (spec §2.7).
-    #[error("refused by the platform: {code} {meaning}{}", described(.resultdesc))]
+    #[error("declined by the platform: {code} {meaning}{}", described(.resultdesc))]
     Platform {
         http_status: u16,
         /// The `resultcode` as sent.

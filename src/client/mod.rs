@@ -28,7 +28,7 @@
 //! sent again: not after a timeout once connected, not after the connection broke off, not after
 //! an HTTP error or any result code. Two failures are retried, at most `platform.max_attempts`
 //! times in all: no connection could be made (refused, DNS, connect timeout: nothing was sent),
-//! with a doubling `retry_backoff_ms`; and the flow-control answer 1010010 (the platform refused
+//! with a doubling `retry_backoff_ms`; and the flow-control answer 1010010 (the platform declined
 //! the request), after `flow_control_backoff_ms`.
 //!
 //! Circuit breaker, shared by all clones of one client: the IP-blacklist answer 1020176, or
@@ -280,7 +280,7 @@ impl PlatformClient {
         };
         let outcome = match &result {
             Ok(_) => PlacedOutcome::Accepted,
-            Err(Error::Platform { .. }) => PlacedOutcome::Refused,
+            Err(Error::Platform { .. }) => PlacedOutcome::Declined,
             Err(error) if error.may_have_placed_call() => PlacedOutcome::Failed,
             Err(_) => PlacedOutcome::NotSent,
         };
@@ -646,7 +646,7 @@ impl Breaker {
                 state.auth_failures >= self.threshold
             }
             Class::Blacklisted => true,
-            Class::RetryLater | Class::Refused => false,
+            Class::RetryLater | Class::Declined => false,
         };
         if open {
             // A cooldown already over leaves the breaker half-open: the next failure reopens it.

@@ -19,7 +19,7 @@ use super::{
     Routes,
     body::{BodyRead, read_limited},
     error::ApiError,
-    openapi::{AnyCallback, CallbackAnswers, XAksk},
+    openapi::{AnyCallback, CallbackAnswers, CallbackOutcome, XAksk},
 };
 use crate::{
     app::AppState,
@@ -141,14 +141,17 @@ pub async fn events(State(state): State<AppState>, request: Request) -> Response
 
 /// The success answer: the receipt is kept. Fee pushes are judged by `resultcode` (spec §1.3);
 /// status pushes only need the 200, and get the same body.
-fn acknowledge(receipt: &Receipt, outcome: &'static str, kept_in: KeptIn) -> Response {
+fn acknowledge(receipt: &Receipt, outcome: CallbackOutcome, kept_in: KeptIn) -> Response {
     let mut response = (
         StatusCode::OK,
         Json(json!({"resultcode": "0", "resultdesc": "Success"})),
     )
         .into_response();
     let headers = response.headers_mut();
-    headers.insert("x-callhook-outcome", HeaderValue::from_static(outcome));
+    headers.insert(
+        "x-callhook-outcome",
+        HeaderValue::from_static(outcome.as_str()),
+    );
     headers.insert(
         "x-callhook-kept-in",
         HeaderValue::from_static(kept_in.as_str()),
@@ -158,13 +161,6 @@ fn acknowledge(receipt: &Receipt, outcome: &'static str, kept_in: KeptIn) -> Res
     }
     response
 }
-
-/// The label of an acknowledged callback in answers and metrics: `accepted` (its rows are
-/// derived next), `partial` (some CDRs of the list cannot be read; the others will be stored),
-/// `unrecognized` (an eventType this version does not know, kept for reprocessing).
-const ACCEPTED: &str = "accepted";
-const PARTIAL: &str = "partial";
-const UNRECOGNIZED: &str = "unrecognized";
 
 async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Response {
     let started = Instant::now();
@@ -218,15 +214,15 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
         return finish(answer, kind, started);
     }
     let label = match &parsed.result {
-        Ok(Callback::Status(_)) => ACCEPTED,
+        Ok(Callback::Status(_)) => CallbackOutcome::Accepted,
         Ok(Callback::Fee(batch)) => {
             if receipt.app_key.is_none() {
                 receipt.app_key = batch.records.iter().find_map(|r| r.info.app_key.clone());
             }
             if batch.rejected.is_empty() {
-                ACCEPTED
+                CallbackOutcome::Accepted
             } else {
-                PARTIAL
+                CallbackOutcome::Partial
             }
         }
         Err(error) if error.code == WireErrorCode::UnknownEventType => {
@@ -236,7 +232,7 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
             metrics::counter!(m::REJECTIONS_TOTAL, "reason" => error.code.as_str()).increment(1);
             receipt.outcome = ReceiptOutcome::Unrecognized;
             receipt.error = Some(ingest::wire_error_json(error));
-            UNRECOGNIZED
+            CallbackOutcome::Unrecognized
         }
         Err(error) => {
             let error = ApiError::BadInput(error.clone());
@@ -246,17 +242,21 @@ async fn receive(state: AppState, endpoint: Endpoint, request: Request) -> Respo
     };
 
     let on_replay = if enforce {
-        OnReplay::Refuse(ApiError::SignatureRefused(Verdict::Replayed).to_json())
+        let error = ApiError::SignatureRefused(Verdict::Replayed);
+        OnReplay::Refuse {
+            http_status: error.status().as_u16(),
+            error: error.to_json(),
+        }
     } else {
         OnReplay::Accept
     };
     let answer = match state.receipts.keep(receipt, on_replay).await {
         Ok((receipt, _)) if receipt.outcome == ReceiptOutcome::Unauthorized => {
-            metrics::counter!(m::REJECTIONS_TOTAL, "reason" => "signature_replayed").increment(1);
             let error = ApiError::SignatureRefused(Verdict::Replayed);
-            (error.into_response(), "unauthorized")
+            metrics::counter!(m::REJECTIONS_TOTAL, "reason" => error.code()).increment(1);
+            (error.into_response(), ReceiptOutcome::Unauthorized.as_str())
         }
-        Ok((receipt, kept_in)) => (acknowledge(&receipt, label, kept_in), label),
+        Ok((receipt, kept_in)) => (acknowledge(&receipt, label, kept_in), label.as_str()),
         Err(not_kept) => (not_kept_answer(not_kept), not_kept_label(not_kept)),
     };
     finish(answer, kind, started)

@@ -13,8 +13,8 @@ use axum::{
     Router,
     extract::MatchedPath,
     handler::Handler,
-    http::{HeaderName, Method, Request, StatusCode},
-    response::IntoResponse,
+    http::{HeaderName, Method, Request, StatusCode, Uri},
+    response::{IntoResponse, Redirect},
     routing::{MethodFilter, MethodRouter, on},
 };
 use tower_http::{
@@ -37,6 +37,8 @@ pub struct Routes {
     list: Vec<(Method, &'static str)>,
     /// The console's HTML pages, forms and assets: for people, so not in the document.
     pages: Vec<(Method, &'static str)>,
+    /// API paths that moved, and where to (also in `list`): the document marks them deprecated.
+    moved: Vec<(Method, &'static str, &'static str)>,
 }
 
 impl Routes {
@@ -58,6 +60,23 @@ impl Routes {
     {
         self.router = self.router.route(path, on(Self::filter(&method), handler));
         self.pages.push((method, path));
+        self
+    }
+
+    /// `method` on `path`, an API path that moved to `to`: a permanent redirect there
+    /// (`moved_to`). Listed with the API, so it stays documented (deprecated) and tested.
+    pub fn moved(mut self, method: Method, path: &'static str, to: &'static str) -> Self {
+        self.moved.push((method.clone(), path, to));
+        let route = moved_to(Self::filter(&method), path, to);
+        self.add(method, path, route)
+    }
+
+    /// As `moved`, for a console page (a bookmark): listed with the pages.
+    pub fn page_moved(mut self, path: &'static str, to: &'static str) -> Self {
+        self.router = self
+            .router
+            .route(path, moved_to(MethodFilter::GET, path, to));
+        self.pages.push((Method::GET, path));
         self
     }
 
@@ -89,6 +108,7 @@ impl Routes {
         self.router = self.router.merge(other.router);
         self.list.extend(other.list);
         self.pages.extend(other.pages);
+        self.moved.extend(other.moved);
         self
     }
 
@@ -103,18 +123,45 @@ impl Routes {
     }
 }
 
+/// The route of a path that moved from `from` to `to` (both axum paths, with the same
+/// `{parameters}`): 308 Permanent Redirect, so clients keep the method, the body and, on the
+/// same host, the `Authorization` header; the query is kept as sent.
+fn moved_to(methods: MethodFilter, from: &'static str, to: &'static str) -> MethodRouter<AppState> {
+    on(methods, move |uri: Uri| async move {
+        Redirect::permanent(&moved_location(from, to, &uri))
+    })
+}
+
+/// `to` with each `{parameter}` replaced by the segment of `uri` that `from` has it in, still
+/// percent-encoded as sent, and `uri`'s query.
+fn moved_location(from: &str, to: &str, uri: &Uri) -> String {
+    let mut location = to.to_owned();
+    for (name, segment) in from.split('/').zip(uri.path().split('/')) {
+        if name.starts_with('{') {
+            location = location.replace(name, segment);
+        }
+    }
+    if let Some(query) = uri.query() {
+        location.push('?');
+        location.push_str(query);
+    }
+    location
+}
+
 /// Every route: callback endpoints, operations endpoints, the read API and its OpenAPI
 /// document. The whole-request timeout (`http.request_timeout_ms`) is layered onto the routes
 /// that exist when it is added, so the long routes merged after it (CSV exports, reprocess-all)
 /// are not cut by it; `api::long_routes` says what bounds them instead.
 fn all_routes(config: &Config) -> Routes {
     let http = &config.http;
+    let api = api::routes();
     let long = api::long_routes(config.api.max_concurrent_exports);
+    let moved = [api.moved.as_slice(), long.moved.as_slice()].concat();
     Routes::default()
         .merge(callbacks::routes())
         .merge(ops::routes())
-        .merge(api::routes())
-        .merge(openapi::routes(&config.api, &long.list))
+        .merge(api)
+        .merge(openapi::routes(&config.api, &long.list, &moved))
         .merge(console::routes())
         .map(|timed| {
             timed.layer(TimeoutLayer::with_status_code(
@@ -128,6 +175,11 @@ fn all_routes(config: &Config) -> Routes {
 /// Every (method, path) of the API, paths as axum writes them (`/v1/calls/{id}`).
 pub fn routes() -> Vec<(Method, &'static str)> {
     all_routes(&Config::defaults()).list
+}
+
+/// The API paths that moved, as (method, old path, new path); each also in `routes`.
+pub fn moved() -> Vec<(Method, &'static str, &'static str)> {
+    all_routes(&Config::defaults()).moved
 }
 
 /// Every (method, path) of the console: HTML pages, their forms and assets (`Routes::page`).
@@ -178,4 +230,27 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moved_path_keeps_its_parameters_as_sent_and_its_query() {
+        let uri: Uri = "/v1/rejected/a%2Fb/reprocess?x=1&y=%20".parse().unwrap();
+        assert_eq!(
+            moved_location(
+                "/v1/rejected/{id}/reprocess",
+                "/v1/refused/{id}/reprocess",
+                &uri
+            ),
+            "/v1/refused/a%2Fb/reprocess?x=1&y=%20"
+        );
+        let uri: Uri = "/v1/rejected".parse().unwrap();
+        assert_eq!(
+            moved_location("/v1/rejected", "/v1/refused", &uri),
+            "/v1/refused"
+        );
+    }
 }

@@ -6,7 +6,8 @@
 //!
 //! What the derives cannot state is added by `document`, each from where the server takes it:
 //! page sizes from the configuration, the answers every route may give (408, 500), what query
-//! and path strings cannot hold, and the fee list's rule that one readable CDR is enough.
+//! and path strings cannot hold, the fee list's rule that one readable CDR is enough, and the
+//! paths that moved (from the router's `Routes::moved`), as deprecated redirects.
 
 use std::sync::Arc;
 
@@ -43,9 +44,9 @@ use crate::{
         api::calls::gaps,
         api::cdrs::list,
         api::kpis::get,
-        api::rejected::list,
-        api::rejected::reprocess_one,
-        api::rejected::reprocess_all,
+        api::refused::list,
+        api::refused::reprocess_one,
+        api::refused::reprocess_all,
         api::export::calls_csv,
         api::export::cdrs_csv,
         api::stream::stream,
@@ -91,8 +92,13 @@ impl Modify for BearerScheme {
 const NO_NUL: &str = r"^[^\u0000]*$";
 
 /// The document served: the derived one with what the derives cannot state (module docs).
-/// `untimed` are the routes `http.request_timeout_ms` does not bound (they never answer 408).
-pub fn document(api: &ApiConfig, untimed: &[(Method, &'static str)]) -> Value {
+/// `untimed` are the routes `http.request_timeout_ms` does not bound (they never answer 408);
+/// `moved` are (method, old path, new path) of the paths that moved.
+pub fn document(
+    api: &ApiConfig,
+    untimed: &[(Method, &'static str)],
+    moved: &[(Method, &'static str, &'static str)],
+) -> Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
     let error = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
     if let Some(paths) = document["paths"].as_object_mut() {
@@ -127,6 +133,13 @@ pub fn document(api: &ApiConfig, untimed: &[(Method, &'static str)]) -> Value {
             }
         }
     }
+    // After the loop: a redirect answers neither 408 nor 500, and takes its target's
+    // parameters as constrained already.
+    for (method, from, to) in moved {
+        let method = method.as_str().to_ascii_lowercase();
+        let operation = moved_operation(&document["paths"][to][&method], to);
+        document["paths"][from][&method] = operation;
+    }
     let schemas = &mut document["components"]["schemas"];
     // Unknown fields are kept (`extra`, jsonb), so they too may hold no NUL, at any depth.
     schemas["StorableJson"] = json!({
@@ -151,6 +164,33 @@ pub fn document(api: &ApiConfig, untimed: &[(Method, &'static str)]) -> Value {
         "contains": {"$ref": "#/components/schemas/FeeInfo"},
     });
     document
+}
+
+/// A path that moved to `to`, whose operation there is `target`: deprecated, and answered with
+/// a 308 to `to`. It takes the same parameters (the redirect keeps them) and the same token
+/// (a client keeps `Authorization` on the same host).
+fn moved_operation(target: &Value, to: &str) -> Value {
+    let mut operation = json!({
+        "deprecated": true,
+        "summary": format!("Moved permanently to {to}"),
+        "description": format!(
+            "A permanent redirect (308: the method, body and token stay) to {to}, with the \
+             query as sent. Use {to}."
+        ),
+        "responses": {"308": {
+            "description": format!("Moved to {to}"),
+            "headers": {"Location": {
+                "description": format!("{to}, its parameters and query as sent"),
+                "schema": {"type": "string"},
+            }},
+        }},
+    });
+    for key in ["tags", "parameters", "security"] {
+        if let Some(value) = target.get(key) {
+            operation[key] = value.clone();
+        }
+    }
+    operation
 }
 
 fn constrain_parameter(parameter: &mut Value, api: &ApiConfig) {
@@ -196,8 +236,12 @@ fn is_plain_string(schema: &Value) -> bool {
 #[derive(Clone)]
 pub struct Document(Arc<Value>);
 
-pub fn routes(api: &ApiConfig, untimed: &[(Method, &'static str)]) -> Routes {
-    let document = Document(Arc::new(document(api, untimed)));
+pub fn routes(
+    api: &ApiConfig,
+    untimed: &[(Method, &'static str)],
+    moved: &[(Method, &'static str, &'static str)],
+) -> Routes {
+    let document = Document(Arc::new(document(api, untimed, moved)));
     Routes::default()
         .route(Method::GET, "/openapi.json", openapi_json)
         .map(|router| router.layer(Extension(document)))
@@ -263,9 +307,10 @@ pub struct CallbackAck {
     pub resultdesc: String,
 }
 
-/// What became of a callback answered 200 (header `x-callhook-outcome`). Whether it was new or
-/// a duplicate is known once projected (`raw_callbacks.outcome`).
-#[derive(Debug, Serialize, ToSchema)]
+/// What became of a callback answered 200 (header `x-callhook-outcome`, and the `outcome` label
+/// of its metrics). Whether it was new or a duplicate is known once projected
+/// (`raw_callbacks.outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallbackOutcome {
     /// The receipt is durable; its rows are derived shortly after.
@@ -274,6 +319,16 @@ pub enum CallbackOutcome {
     Partial,
     /// An eventType this version does not know: kept, to be reprocessed once it is known.
     Unrecognized,
+}
+
+impl CallbackOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Partial => "partial",
+            Self::Unrecognized => "unrecognized",
+        }
+    }
 }
 
 /// Where the receipt of a callback answered 200 was kept (header `x-callhook-kept-in`).

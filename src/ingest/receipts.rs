@@ -65,8 +65,9 @@ pub enum NotKept {
 pub enum OnReplay {
     /// Keep it as accepted, with the verdict `replayed` (observe mode).
     Accept,
-    /// Keep it refused with this error, answered 401 (enforce mode).
-    Refuse(Value),
+    /// Keep it refused (enforce mode) with the answer the HTTP layer gives it: its status and
+    /// error body, recorded as `http_status` and `error`.
+    Refuse { http_status: u16, error: Value },
 }
 
 struct Pending {
@@ -372,9 +373,9 @@ async fn commit_group(
 fn mark_replayed(pending: &mut Pending) {
     let receipt = &mut pending.receipt;
     receipt.signature_verdict = Verdict::Replayed;
-    if let OnReplay::Refuse(error) = &pending.on_replay {
+    if let OnReplay::Refuse { http_status, error } = &pending.on_replay {
         receipt.outcome = ReceiptOutcome::Unauthorized;
-        receipt.http_status = 401;
+        receipt.http_status = *http_status;
         receipt.error = Some(error.clone());
     }
 }

@@ -13,8 +13,8 @@ use crate::kpis::Observations;
 pub enum PlacedOutcome {
     /// The platform accepted it (resultcode "0", or the recording link's 301).
     Accepted,
-    /// The platform answered with another resultcode.
-    Refused,
+    /// The platform answered and declined it: another resultcode.
+    Declined,
     /// No usable answer, and the request may have reached the platform.
     Failed,
     /// It never reached the platform.
@@ -25,7 +25,7 @@ impl PlacedOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
-            Self::Refused => "refused",
+            Self::Declined => "declined",
             Self::Failed => "failed",
             Self::NotSent => "not_sent",
         }

@@ -101,7 +101,7 @@ pub struct CdrFilter {
 /// Filters of the refused-callbacks list.
 #[derive(Debug, Clone, Default)]
 pub struct RefusedFilter {
-    /// rejected, partial or unauthorized; all three when absent.
+    /// rejected, partial, unauthorized or unrecognized; all of them when absent.
     pub outcome: Option<String>,
 }
 
@@ -228,7 +228,8 @@ pub async fn cdrs(
     Ok(query.build_query_as().fetch_all(pool).await?)
 }
 
-/// One page of refused callbacks (outcome rejected, partial or unauthorized), newest first.
+/// One page of refused callbacks (outcome rejected, partial, unauthorized or unrecognized),
+/// newest first.
 pub async fn refused(
     pool: &PgPool,
     filter: &RefusedFilter,

@@ -50,12 +50,12 @@ async fn forged_callbacks_never_become_rows_by_reprocessing(pool: PgPool) {
 
     let mut codes = Vec::new();
     for (id, _) in &ids {
-        let answer = post_as(&app, &format!("/v1/rejected/{id}/reprocess"), FULL_TOKEN).await;
+        let answer = post_as(&app, &format!("/v1/refused/{id}/reprocess"), FULL_TOKEN).await;
         assert_eq!(answer.status(), 409);
         let body: Value = answer.json().await.unwrap();
         codes.push(body["error"]["code"].as_str().unwrap().to_owned());
     }
-    let all: Value = post_as(&app, "/v1/rejected/reprocess", FULL_TOKEN)
+    let all: Value = post_as(&app, "/v1/refused/reprocess", FULL_TOKEN)
         .await
         .json()
         .await
@@ -77,7 +77,7 @@ async fn forged_callbacks_never_become_rows_by_reprocessing(pool: PgPool) {
     assert_eq!(cdrs, 0, "no forged CDR became billing data");
     let listed: Value = app
         .client
-        .get(app.url("/v1/rejected"))
+        .get(app.url("/v1/refused"))
         .bearer_auth(FULL_TOKEN)
         .send()
         .await

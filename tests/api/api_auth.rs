@@ -22,11 +22,11 @@ async fn requests_without_a_valid_token_are_refused_with_401(pool: PgPool) {
         ("GET", "/v1/cdrs"),
         ("GET", "/v1/cdrs.csv"),
         ("GET", "/v1/gaps"),
-        ("GET", "/v1/rejected"),
-        ("POST", "/v1/rejected/reprocess"),
+        ("GET", "/v1/refused"),
+        ("POST", "/v1/refused/reprocess"),
         (
             "POST",
-            "/v1/rejected/0193a4b2-0000-7000-8000-000000000000/reprocess",
+            "/v1/refused/0193a4b2-0000-7000-8000-000000000000/reprocess",
         ),
     ];
     let credentials: [(Option<&str>, &str); 5] = [
@@ -129,7 +129,7 @@ async fn tokens_never_appear_in_logs_or_error_bodies(pool: PgPool) {
             bodies.push_str(&response.text().await.unwrap());
         }
         let response = client
-            .post(format!("{base}/v1/rejected/reprocess"))
+            .post(format!("{base}/v1/refused/reprocess"))
             .bearer_auth(token)
             .send()
             .await

@@ -458,7 +458,7 @@ async fn a_nul_character_in_a_value_is_refused_naming_its_field(pool: PgPool) {
 
 /// Asserts the answer is the 200 acknowledgement marked `unrecognized`, and that the request was
 /// kept with outcome `unrecognized`, its exact bytes, and the `unknown_event_type` error (what
-/// `/v1/rejected` lists and reprocessing starts from). Returns the raw row.
+/// `/v1/refused` lists and reprocessing starts from). Returns the raw row.
 async fn assert_unrecognized_and_kept(
     app: &TestApp,
     case: &str,

@@ -440,7 +440,7 @@ async fn a_recording_error_comes_back_as_the_platform_code(pool: PgPool) {
         (500, "1010001", "Internal system error. (platform error)")
     );
     assert_eq!(platform.count(), 1);
-    assert_eq!(placed_rows(&pool).await[0].1, "refused");
+    assert_eq!(placed_rows(&pool).await[0].1, "declined");
 }
 
 /// An app configured with `auth = "wsse"` signs with the legacy X-WSSE header.
@@ -875,7 +875,7 @@ async fn an_invalid_request_answer_is_not_retried(pool: PgPool) {
     assert_eq!(platform.count(), 1);
     assert_eq!(
         error.to_string(),
-        "refused by the platform: 1010002 Invalid request. (malformed parameter; resultdesc \
+        "declined by the platform: 1010002 Invalid request. (malformed parameter; resultdesc \
          names it) - the platform says: \"Invalid request.lastMinVoice.wav does not exist\""
     );
     assert_eq!(error.result_code().unwrap().code, "1010002");
@@ -888,7 +888,7 @@ async fn an_invalid_request_answer_is_not_retried(pool: PgPool) {
     assert_eq!(
         row,
         (
-            "refused".into(),
+            "declined".into(),
             403,
             "1010002".into(),
             "Invalid request.lastMinVoice.wav does not exist".into()
@@ -1319,7 +1319,7 @@ async fn the_cli_exits_non_zero_with_the_platform_code_and_meaning(pool: PgPool)
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("refused by the platform: 1010002 Invalid request. (malformed parameter"),
+        stderr.contains("declined by the platform: 1010002 Invalid request. (malformed parameter"),
         "{stderr}"
     );
     assert!(stderr.contains("Invalid request.calleeNbr"), "{stderr}");

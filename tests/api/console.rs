@@ -274,7 +274,7 @@ async fn pages_need_a_valid_unexpired_session(pool: PgPool) {
         for path in [
             "/console",
             "/console/operations",
-            "/console/rejected",
+            "/console/refused",
             "/console/calls/x",
             "/console/live/rows",
             "/console/kpis",
@@ -333,7 +333,7 @@ async fn cookie_authenticated_changes_pass_the_csrf_check(pool: PgPool) {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    let path = format!("/v1/rejected/{id}/reprocess");
+    let path = format!("/v1/refused/{id}/reprocess");
     let full = login(&app, FULL_TOKEN).await;
     let masked = login(&app, MASKED_TOKEN).await;
     let host = origin(&app);
@@ -428,7 +428,7 @@ async fn a_masked_session_sees_no_number_on_any_page(pool: PgPool) {
         "/console/live/rows",
         "/console/calls/masked-1",
         "/console/calls/masked-2",
-        "/console/rejected",
+        "/console/refused",
         "/console/operations",
         "/console/kpis?from=2026-11-20T00:00&to=2026-11-21T00:00",
     ];
@@ -442,8 +442,8 @@ async fn a_masked_session_sees_no_number_on_any_page(pool: PgPool) {
     }
     let (_, call) = page(&app, "/console/calls/masked-1", &masked).await;
     assert!(call.contains("+86*********01"), "masked, not left out");
-    let (_, rejected) = page(&app, "/console/rejected", &masked).await;
-    assert!(!rejected.contains("data-reprocess"));
+    let (_, refused) = page(&app, "/console/refused", &masked).await;
+    assert!(!refused.contains("data-reprocess"));
     let (status, body) = page(&app, "/console?number=%2B8613800000001", &masked).await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("cannot filter on number"), "{body}");
@@ -452,8 +452,8 @@ async fn a_masked_session_sees_no_number_on_any_page(pool: PgPool) {
     for number in [A, B, DISPLAY] {
         assert!(call.contains(number), "{number} for full");
     }
-    let (_, rejected) = page(&app, "/console/rejected", &full).await;
-    assert!(rejected.contains("data-reprocess"));
+    let (_, refused) = page(&app, "/console/refused", &full).await;
+    assert!(refused.contains("data-reprocess"));
     let (status, filtered) = page(
         &app,
         "/console/live/rows?number=%2B8613800000001&outcome=busy",

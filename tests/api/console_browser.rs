@@ -367,7 +367,7 @@ async fn the_console_shows_calls_as_they_happen_in_a_real_browser(pool: PgPool) 
         .post_signed("/voicecall/status", "not json", &signed)
         .await;
     assert_eq!(refused.status(), 400);
-    browser.goto(&app.url("/console/rejected")).await.unwrap();
+    browser.goto(&app.url("/console/refused")).await.unwrap();
     let button = browser
         .find(Locator::Css("button[data-reprocess]"))
         .await
@@ -390,7 +390,7 @@ async fn the_console_shows_calls_as_they_happen_in_a_real_browser(pool: PgPool) 
         Some("rejected"),
         "the button reprocessed it"
     );
-    screenshot(browser, "rejected").await;
+    screenshot(browser, "refused").await;
 
     browser.goto(&app.url("/console/operations")).await.unwrap();
     let gauges = browser.find_all(Locator::Css("svg.gauge")).await.unwrap();
@@ -435,7 +435,7 @@ async fn the_console_shows_calls_as_they_happen_in_a_real_browser(pool: PgPool) 
     let mut pages = vec![("live-masked", app.url("/console"))];
     for (name, path) in [
         ("call-masked", format!("/console/calls/{answered}")),
-        ("rejected-masked", "/console/rejected".to_owned()),
+        ("refused-masked", "/console/refused".to_owned()),
         ("kpis-masked", "/console/kpis".to_owned()),
         ("operations-masked", "/console/operations".to_owned()),
     ] {

@@ -438,7 +438,7 @@ struct FieldSchemas {
 
 static FIELD_SCHEMAS: LazyLock<FieldSchemas> = LazyLock::new(|| {
     let document =
-        callhook::http::openapi::document(&callhook::config::Config::defaults().api, &[]);
+        callhook::http::openapi::document(&callhook::config::Config::defaults().api, &[], &[]);
     let info = &document["components"]["schemas"]["CallStatusInfo"];
     let compile = |field: &str| {
         jsonschema::options()

@@ -72,3 +72,38 @@ async fn the_row_types_read_every_column_the_migrations_make(pool: PgPool) {
         );
     }
 }
+
+/// A placed call the platform declined, recorded as `refused` before that outcome was renamed,
+/// reads `declined` after the rename and `refused` again once it is reverted.
+#[sqlx::test]
+async fn the_declined_outcome_carries_existing_rows_both_ways(pool: PgPool) {
+    const BEFORE_RENAME: i64 = 20261202000007;
+    let outcome = || async {
+        sqlx::query_scalar::<_, String>("select outcome from placed_calls")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    MIGRATOR.undo(&pool, BEFORE_RENAME).await.unwrap();
+    sqlx::query(
+        "insert into placed_calls (id, operation, app_key, request, outcome, attempts, requested_at)
+         values (gen_random_uuid(), 'click2call', 'app', '{}', 'refused', 1, now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    MIGRATOR.run(&pool).await.unwrap();
+    let renamed = outcome().await;
+    let old_word = sqlx::query("update placed_calls set outcome = 'refused'")
+        .execute(&pool)
+        .await;
+    MIGRATOR.undo(&pool, BEFORE_RENAME).await.unwrap();
+    let reverted = outcome().await;
+    MIGRATOR.run(&pool).await.unwrap();
+
+    assert_eq!(renamed, "declined");
+    assert!(old_word.is_err(), "the check no longer allows refused");
+    assert_eq!(reverted, "refused");
+    assert_eq!(outcome().await, "declined");
+}

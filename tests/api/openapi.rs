@@ -104,7 +104,11 @@ impl Document {
     fn check_headers(&self, method: &str, path: &str, response: &reqwest::Response) {
         let headers = &self.0["paths"][path][method]["responses"]["200"]["headers"];
         let components = self.0["components"]["schemas"].as_object().unwrap();
-        for name in ["x-callhook-outcome", "x-callhook-callback-id"] {
+        for name in [
+            "x-callhook-outcome",
+            "x-callhook-kept-in",
+            "x-callhook-callback-id",
+        ] {
             let schema = inline_refs(&headers[name]["schema"], components, 0);
             let value = response.headers()[name].to_str().unwrap();
             let validator = jsonschema::options()
@@ -239,8 +243,8 @@ async fn real_answers_match_the_openapi_document(pool: PgPool) {
     let rejected = doc
         .check(
             "get",
-            "/v1/rejected",
-            get("/v1/rejected", FULL_TOKEN).await.unwrap(),
+            "/v1/refused",
+            get("/v1/refused", FULL_TOKEN).await.unwrap(),
         )
         .await;
     assert_eq!(rejected["callbacks"].as_array().unwrap().len(), 1);
@@ -263,24 +267,24 @@ async fn real_answers_match_the_openapi_document(pool: PgPool) {
         |path: String, token: &str| app.client.post(app.url(&path)).bearer_auth(token).send();
     doc.check(
         "post",
-        "/v1/rejected/{id}/reprocess",
-        post(format!("/v1/rejected/{id}/reprocess"), FULL_TOKEN)
+        "/v1/refused/{id}/reprocess",
+        post(format!("/v1/refused/{id}/reprocess"), FULL_TOKEN)
             .await
             .unwrap(),
     )
     .await;
     doc.check(
         "post",
-        "/v1/rejected/{id}/reprocess",
-        post(format!("/v1/rejected/{id}/reprocess"), MASKED_TOKEN)
+        "/v1/refused/{id}/reprocess",
+        post(format!("/v1/refused/{id}/reprocess"), MASKED_TOKEN)
             .await
             .unwrap(),
     )
     .await;
     doc.check(
         "post",
-        "/v1/rejected/reprocess",
-        post("/v1/rejected/reprocess".into(), FULL_TOKEN)
+        "/v1/refused/reprocess",
+        post("/v1/refused/reprocess".into(), FULL_TOKEN)
             .await
             .unwrap(),
     )
@@ -366,6 +370,23 @@ async fn real_answers_match_the_openapi_document(pool: PgPool) {
         let secured = operation["security"].to_string().contains("bearer");
         assert_eq!(secured, path.starts_with("/v1"), "{method} {path} security");
     }
+    // A path that moved is documented where it was: deprecated, a 308 to where it went, with
+    // the parameters and the token the new one takes.
+    let moved = callhook::http::moved();
+    assert_eq!(moved.len(), 3, "{moved:?}");
+    for (method, from, to) in moved {
+        let method = method.as_str().to_ascii_lowercase();
+        let old = &doc.0["paths"][from][&method];
+        let new = &doc.0["paths"][to][&method];
+        assert_eq!(old["deprecated"], true, "{method} {from}");
+        assert!(
+            old["responses"]["308"]["headers"]["Location"].is_object(),
+            "{method} {from}: {old}"
+        );
+        assert_eq!(old["parameters"], new["parameters"], "{method} {from}");
+        assert_eq!(old["security"], new["security"], "{method} {from}");
+        assert!(new["deprecated"].is_null(), "{method} {to}");
+    }
     // The console's routes are for people, not programs: they are listed apart by the router
     // (`Routes::page`), none is in the document, and each answers HTML or sends the browser to
     // the login page, never an API answer.
@@ -400,14 +421,20 @@ async fn real_answers_match_the_openapi_document(pool: PgPool) {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let login = response
+        let location = response
             .headers()
             .get("location")
-            .is_some_and(|l| l == "/console/login");
+            .map(|l| l.to_str().unwrap().to_owned());
+        let login = location.as_deref() == Some("/console/login");
+        // A page that moved (a bookmark) sends the browser on to another page.
+        let moved_to_page = location
+            .as_deref()
+            .is_some_and(|l| callhook::http::pages().iter().any(|(_, p)| *p == l));
         assert!(
             (response.status() == 200
                 && (kind.starts_with("text/html") || kind.starts_with("text/css")))
-                || (response.status() == 303 && login),
+                || (response.status() == 303 && login)
+                || (response.status() == 308 && moved_to_page),
             "GET {url}: {} {kind}",
             response.status()
         );
@@ -469,7 +496,7 @@ async fn the_document_states_the_constraints_the_server_enforces(pool: PgPool) {
     })
     .await;
     let doc = Document::fetch(&app).await;
-    for path in ["/v1/calls", "/v1/cdrs", "/v1/gaps", "/v1/rejected"] {
+    for path in ["/v1/calls", "/v1/cdrs", "/v1/gaps", "/v1/refused"] {
         let parameters = doc.0["paths"][path]["get"]["parameters"]
             .as_array()
             .unwrap();

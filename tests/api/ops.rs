@@ -524,7 +524,7 @@ async fn every_documented_metric_appears_on_metrics(pool: PgPool) {
         answers.push(response.status().as_u16());
     }
     assert_eq!(answers, [200, 200, 200, 200, 400, 200, 401, 200, 200, 200]);
-    for path in ["/v1/calls", "/v1/cdrs", "/v1/calls.csv", "/v1/rejected"] {
+    for path in ["/v1/calls", "/v1/cdrs", "/v1/calls.csv", "/v1/refused"] {
         let response = app
             .client
             .get(app.url(path))

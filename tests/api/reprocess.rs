@@ -54,7 +54,7 @@ async fn a_callback_refused_by_an_older_parser_is_stored_once_on_reprocessing(po
     let app = spawn_api(pool.clone()).await;
     let body = status_body("callout", "fixed-1", json!({}));
     let id = keep_refused(&pool, &body, "rejected", 60).await;
-    let path = format!("/v1/rejected/{id}/reprocess");
+    let path = format!("/v1/refused/{id}/reprocess");
 
     let first = post_as(&app, &path, FULL_TOKEN).await;
     let first_status = first.status();
@@ -66,7 +66,7 @@ async fn a_callback_refused_by_an_older_parser_is_stored_once_on_reprocessing(po
             .unwrap();
     let call = get_json(&app, "/v1/calls/fixed-1").await;
     let second: Value = post_as(&app, &path, FULL_TOKEN).await.json().await.unwrap();
-    let listed = get_json(&app, "/v1/rejected").await;
+    let listed = get_json(&app, "/v1/refused").await;
 
     assert_eq!(first_status, 200);
     assert_eq!(first, json!({"id": id, "outcome": "stored", "error": null}));
@@ -117,7 +117,7 @@ async fn reprocessing_everything_reports_each_callback(pool: PgPool) {
     )
     .await;
 
-    let response = post_as(&app, "/v1/rejected/reprocess", FULL_TOKEN).await;
+    let response = post_as(&app, "/v1/refused/reprocess", FULL_TOKEN).await;
     let status = response.status();
     let report: Value = response.json().await.unwrap();
 
@@ -191,14 +191,14 @@ async fn in_enforce_mode_only_validly_signed_callbacks_are_reprocessed(pool: PgP
     )
     .await;
 
-    let report: Value = post_as(&app, "/v1/rejected/reprocess", FULL_TOKEN)
+    let report: Value = post_as(&app, "/v1/refused/reprocess", FULL_TOKEN)
         .await
         .json()
         .await
         .unwrap();
     let mut alone = Vec::new();
     for id in [bad_digest, unsigned] {
-        let response = post_as(&app, &format!("/v1/rejected/{id}/reprocess"), FULL_TOKEN).await;
+        let response = post_as(&app, &format!("/v1/refused/{id}/reprocess"), FULL_TOKEN).await;
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap();
         alone.push((status, body["error"]["code"].clone()));
@@ -243,12 +243,12 @@ async fn what_cannot_be_reprocessed_is_refused_409_with_its_reason(pool: PgPool)
 
     let mut answers = Vec::new();
     for id in [truncated, wrong_method, accepted] {
-        let response = post_as(&app, &format!("/v1/rejected/{id}/reprocess"), FULL_TOKEN).await;
+        let response = post_as(&app, &format!("/v1/refused/{id}/reprocess"), FULL_TOKEN).await;
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap();
         answers.push((status, body["error"]["code"].clone()));
     }
-    let all: Value = post_as(&app, "/v1/rejected/reprocess", FULL_TOKEN)
+    let all: Value = post_as(&app, "/v1/refused/reprocess", FULL_TOKEN)
         .await
         .json()
         .await
@@ -276,7 +276,7 @@ async fn what_cannot_be_reprocessed_is_refused_409_with_its_reason(pool: PgPool)
     assert_eq!(app.count("call_events").await, 1, "only the accepted event");
 }
 
-/// `GET /v1/rejected` lists refused callbacks newest first, unauthorized ones included, with
+/// `GET /v1/refused` lists refused callbacks newest first, unauthorized ones included, with
 /// pages and an outcome filter; bodies and errors are masked for a masked token.
 #[sqlx::test]
 async fn refused_callbacks_are_listed_newest_first_and_masked_by_scope(pool: PgPool) {
@@ -303,11 +303,11 @@ async fn refused_callbacks_are_listed_newest_first_and_masked_by_scope(pool: PgP
         .unwrap();
     assert_eq!(app.post("/voicecall/status", "{}").await.status(), 400);
 
-    let all = get_json(&app, "/v1/rejected?limit=3").await;
+    let all = get_json(&app, "/v1/refused?limit=3").await;
     let cursor = all["next_cursor"].as_str().unwrap().to_owned();
-    let rest = get_json(&app, &format!("/v1/rejected?limit=3&cursor={cursor}")).await;
-    let unauthorized = get_json(&app, "/v1/rejected?outcome=unauthorized").await;
-    let masked = get_json_as(&app, "/v1/rejected", MASKED_TOKEN).await;
+    let rest = get_json(&app, &format!("/v1/refused?limit=3&cursor={cursor}")).await;
+    let unauthorized = get_json(&app, "/v1/refused?outcome=unauthorized").await;
+    let masked = get_json_as(&app, "/v1/refused", MASKED_TOKEN).await;
 
     let ids = |page: &Value| -> Vec<Value> {
         page["callbacks"]
@@ -355,12 +355,12 @@ async fn reprocessing_needs_a_full_token_and_a_known_id(pool: PgPool) {
     )
     .await;
 
-    let masked = post_as(&app, &format!("/v1/rejected/{id}/reprocess"), MASKED_TOKEN).await;
-    let masked_all = post_as(&app, "/v1/rejected/reprocess", MASKED_TOKEN).await;
-    let not_a_uuid = post_as(&app, "/v1/rejected/42/reprocess", FULL_TOKEN).await;
+    let masked = post_as(&app, &format!("/v1/refused/{id}/reprocess"), MASKED_TOKEN).await;
+    let masked_all = post_as(&app, "/v1/refused/reprocess", MASKED_TOKEN).await;
+    let not_a_uuid = post_as(&app, "/v1/refused/42/reprocess", FULL_TOKEN).await;
     let unknown = post_as(
         &app,
-        &format!("/v1/rejected/{}/reprocess", Uuid::now_v7()),
+        &format!("/v1/refused/{}/reprocess", Uuid::now_v7()),
         FULL_TOKEN,
     )
     .await;
@@ -428,4 +428,84 @@ async fn the_reprocess_command_prints_what_became_of_each_callback(pool: PgPool)
     );
     assert!(!unknown.status.success());
     assert!(!neither.status.success(), "--id or --all is required");
+}
+
+/// The refused-callback paths were `/v1/rejected…`: each old path answers 308 with the new one
+/// (parameters and query as sent), and a client that follows redirects (reqwest, as curl -L)
+/// gets the same answer there, a POST still a POST, the bearer token kept on the same host.
+#[sqlx::test]
+async fn the_old_rejected_paths_redirect_permanently_with_the_token(pool: PgPool) {
+    let app = spawn_api(pool.clone()).await;
+    let body = status_body("callout", "moved-1", json!({}));
+    let id = keep_refused(&pool, &body, "rejected", 5).await;
+    let not_following = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let location = |response: &reqwest::Response| {
+        (
+            response.status().as_u16(),
+            response
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned()),
+        )
+    };
+    let old_list = not_following
+        .get(app.url("/v1/rejected?outcome=rejected&limit=2"))
+        .send()
+        .await
+        .unwrap();
+    let old_one = not_following
+        .post(app.url(&format!("/v1/rejected/{id}/reprocess")))
+        .bearer_auth(FULL_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let old_all = not_following
+        .post(app.url("/v1/rejected/reprocess"))
+        .send()
+        .await
+        .unwrap();
+
+    let listed = get_json(&app, "/v1/rejected?outcome=rejected").await;
+    let reprocessed = post_as(&app, &format!("/v1/rejected/{id}/reprocess"), FULL_TOKEN).await;
+    let reprocessed_status = reprocessed.status();
+    let reprocessed: Value = reprocessed.json().await.unwrap();
+    let again = post_as(&app, "/v1/rejected/reprocess", FULL_TOKEN).await;
+    let again_status = again.status();
+    let again: Value = again.json().await.unwrap();
+    let without_token = app
+        .client
+        .get(app.url("/v1/rejected"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        location(&old_list),
+        (308, Some("/v1/refused?outcome=rejected&limit=2".to_owned()))
+    );
+    assert_eq!(
+        location(&old_one),
+        (308, Some(format!("/v1/refused/{id}/reprocess")))
+    );
+    assert_eq!(
+        location(&old_all),
+        (308, Some("/v1/refused/reprocess".to_owned()))
+    );
+    assert_eq!(listed["callbacks"][0]["id"], json!(id));
+    assert_eq!(reprocessed_status, 200, "{reprocessed}");
+    assert_eq!(
+        reprocessed,
+        json!({"id": id, "outcome": "stored", "error": null})
+    );
+    assert_eq!(again_status, 200, "{again}");
+    assert_eq!(again["duplicate"], 1, "{again}");
+    assert_eq!(
+        without_token.status(),
+        401,
+        "the new path still wants the token"
+    );
+    assert_eq!(app.count("call_events").await, 1);
 }

@@ -10,7 +10,7 @@
 pub enum Class {
     /// `"0"`: the request was accepted.
     Success,
-    /// The platform refused the request for now and asks to retry later (flow control). The only
+    /// The platform declined the request for now and asks to retry later (flow control). The only
     /// answer after which the client sends the same request again.
     RetryLater,
     /// The authentication headers were missing or wrong. Repeated ones get this machine's IP
@@ -19,8 +19,9 @@ pub enum Class {
     /// This IP is blacklisted for 30 minutes after repeated authentication failures. Opens the
     /// circuit breaker at once.
     Blacklisted,
-    /// Any other refusal: the request is wrong or not allowed now. Never retried.
-    Refused,
+    /// Any other answer: the platform declined the request (it is wrong or not allowed now).
+    /// Never retried.
+    Declined,
 }
 
 impl Class {
@@ -30,7 +31,7 @@ impl Class {
             Self::RetryLater => "retry_later",
             Self::AuthFailure => "auth_failure",
             Self::Blacklisted => "blacklisted",
-            Self::Refused => "refused",
+            Self::Declined => "declined",
         }
     }
 
@@ -91,7 +92,7 @@ const fn code(
     }
 }
 
-use Class::{AuthFailure, Blacklisted, Refused, RetryLater, Success};
+use Class::{AuthFailure, Blacklisted, Declined, RetryLater, Success};
 
 const NOT_RETRIEVED_2020: &str = "added 2020-07 to the scenario APIs; meaning not retrieved";
 
@@ -103,14 +104,14 @@ pub const RESULT_CODES: &[ResultCode] = &[
         Some(500),
         "Internal system error.",
         "platform error",
-        Refused,
+        Declined,
     ),
     code(
         "1010002",
         Some(403),
         "Invalid request.",
         "malformed parameter; resultdesc names it",
-        Refused,
+        Declined,
     ),
     code(
         "1010003",
@@ -132,23 +133,29 @@ pub const RESULT_CODES: &[ResultCode] = &[
         None,
         "Invalid Rest API.",
         "wrong method or URI",
-        Refused,
+        Declined,
     ),
     code(
         "1010007",
         None,
         "The ativeState of User is not ACTIVATING.",
         "account not active or in arrears",
-        Refused,
+        Declined,
     ),
     code(
         "1010008",
         None,
         "The status of the app_key is unavailable.",
         "application paused",
-        Refused,
+        Declined,
     ),
-    code("1010009", None, "No more APIs can be invoked.", "", Refused),
+    code(
+        "1010009",
+        None,
+        "No more APIs can be invoked.",
+        "",
+        Declined,
+    ),
     code(
         "1010010",
         None,
@@ -161,7 +168,7 @@ pub const RESULT_CODES: &[ResultCode] = &[
         None,
         "The app is not allowed to access a commercial address.",
         "application state",
-        Refused,
+        Declined,
     ),
     code(
         "1010013",
@@ -175,21 +182,21 @@ pub const RESULT_CODES: &[ResultCode] = &[
         None,
         "Application unavailable.",
         "application state",
-        Refused,
+        Declined,
     ),
     code(
         "1010023",
         None,
         "Display number invalid.",
         "displayNbr/displayCalleeNbr not among the console's numbers",
-        Refused,
+        Declined,
     ),
     code(
         "1012003",
         None,
         "The template ID does not exist.",
         "template not added",
-        Refused,
+        Declined,
     ),
     // The spec gives 1012004 the same text as 1012003.
     code(
@@ -197,77 +204,77 @@ pub const RESULT_CODES: &[ResultCode] = &[
         None,
         "The template ID does not exist.",
         "templateParas count differs from the template's variable count",
-        Refused,
+        Declined,
     ),
     code(
         "1013002",
         None,
         "Calls exceed the APP limit.",
         "application call quota",
-        Refused,
+        Declined,
     ),
     code(
         "1013003",
         None,
         "Calls exceed the display number limit.",
         "display-number quota",
-        Refused,
+        Declined,
     ),
-    code("1013112", None, "", NOT_RETRIEVED_2020, Refused),
-    code("1013113", None, "", NOT_RETRIEVED_2020, Refused),
-    code("1013114", None, "", NOT_RETRIEVED_2020, Refused),
-    code("1013115", None, "", NOT_RETRIEVED_2020, Refused),
-    code("1013116", None, "", NOT_RETRIEVED_2020, Refused),
-    code("1013117", None, "", NOT_RETRIEVED_2020, Refused),
-    code("1013118", None, "", NOT_RETRIEVED_2020, Refused),
+    code("1013112", None, "", NOT_RETRIEVED_2020, Declined),
+    code("1013113", None, "", NOT_RETRIEVED_2020, Declined),
+    code("1013114", None, "", NOT_RETRIEVED_2020, Declined),
+    code("1013115", None, "", NOT_RETRIEVED_2020, Declined),
+    code("1013116", None, "", NOT_RETRIEVED_2020, Declined),
+    code("1013117", None, "", NOT_RETRIEVED_2020, Declined),
+    code("1013118", None, "", NOT_RETRIEVED_2020, Declined),
     code(
         "1013120",
         None,
         "Ip address is null.",
         "sender IPv4 address missing",
-        Refused,
+        Declined,
     ),
     code(
         "1013121",
         None,
         "Call black time forbidden.",
         "call in a forbidden time window",
-        Refused,
+        Declined,
     ),
     code(
         "1020001",
         None,
         "Parameter error.",
         "invalid parameter",
-        Refused,
+        Declined,
     ),
     code(
         "1020002",
         None,
         "Internal error.",
         "contact support",
-        Refused,
+        Declined,
     ),
     code(
         "1020003",
         None,
         "Parameter error.",
         "invalid parameter",
-        Refused,
+        Declined,
     ),
     code(
         "1020151",
         None,
         "",
         "added 2019-09 to the scenario APIs; meaning not retrieved",
-        Refused,
+        Declined,
     ),
     code(
         "1020165",
         None,
         "The appkey call port of using exceeds the limited.",
         "concurrent-port quota exceeded",
-        Refused,
+        Declined,
     ),
     code(
         "1020176",
@@ -276,7 +283,7 @@ pub const RESULT_CODES: &[ResultCode] = &[
         "IP blacklisted for 30 min after repeated authentication failures",
         Blacklisted,
     ),
-    code("1023001", None, "Internal error.", "", Refused),
+    code("1023001", None, "Internal error.", "", Declined),
     code(
         "1023006",
         Some(400),
@@ -326,9 +333,9 @@ pub fn lookup(code: &str) -> Option<&'static ResultCode> {
     RESULT_CODES.iter().find(|entry| entry.code == code)
 }
 
-/// How the client treats `code`: an undocumented non-zero code is an ordinary refusal.
+/// How the client treats `code`: an undocumented non-zero code declines like any other.
 pub fn class_of(code: &str) -> Class {
-    lookup(code).map_or(Class::Refused, |entry| entry.class)
+    lookup(code).map_or(Class::Declined, |entry| entry.class)
 }
 
 /// `text (meaning)` for a documented code, else [`UNDOCUMENTED`].
@@ -384,7 +391,7 @@ mod tests {
             assert!(class_of(auth).is_auth_failure(), "{auth}");
         }
         assert!(class_of("1020176").is_blacklist());
-        assert_eq!(class_of("1010002"), Class::Refused);
+        assert_eq!(class_of("1010002"), Class::Declined);
     }
 
     #[test]
@@ -399,6 +406,6 @@ mod tests {
         );
         assert!(describe("1020151").contains("not retrieved"));
         assert_eq!(describe("4242"), UNDOCUMENTED);
-        assert_eq!(class_of("4242"), Class::Refused);
+        assert_eq!(class_of("4242"), Class::Declined);
     }
 }

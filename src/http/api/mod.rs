@@ -8,7 +8,7 @@ pub mod cdrs;
 pub mod export;
 pub mod kpis;
 pub mod params;
-pub mod rejected;
+pub mod refused;
 pub mod stream;
 pub mod view;
 
@@ -29,11 +29,24 @@ pub fn routes() -> Routes {
         .route(Method::GET, "/v1/gaps", calls::gaps)
         .route(Method::GET, "/v1/cdrs", cdrs::list)
         .route(Method::GET, "/v1/kpis", kpis::get)
-        .route(Method::GET, "/v1/rejected", rejected::list)
+        .route(Method::GET, "/v1/refused", refused::list)
         .route(
             Method::POST,
+            "/v1/refused/{id}/reprocess",
+            refused::reprocess_one,
+        )
+        // The refused-callback paths said `rejected`, one of the outcomes they list; they are
+        // redirected for the clients written against them (docs/api.md, "Moved paths").
+        .moved(Method::GET, "/v1/rejected", "/v1/refused")
+        .moved(
+            Method::POST,
             "/v1/rejected/{id}/reprocess",
-            rejected::reprocess_one,
+            "/v1/refused/{id}/reprocess",
+        )
+        .moved(
+            Method::POST,
+            "/v1/rejected/reprocess",
+            "/v1/refused/reprocess",
         )
 }
 
@@ -50,8 +63,8 @@ pub fn long_routes(max_concurrent_exports: usize) -> Routes {
         .map(|exports| exports.layer(Extension(slots)))
         .route(
             Method::POST,
-            "/v1/rejected/reprocess",
-            rejected::reprocess_all,
+            "/v1/refused/reprocess",
+            refused::reprocess_all,
         )
         .route(Method::GET, "/v1/stream", stream::stream)
 }

@@ -12,6 +12,7 @@ use crate::{
     http::error::ApiError,
     store::{
         kpis::KpiFilter,
+        raw::ReceiptOutcome,
         read::{CallFilter, CdrFilter, RefusedFilter},
     },
     telemetry::{mask_numbers, mask_phone},
@@ -86,7 +87,7 @@ pub enum CursorKind {
     Calls,
     Gaps,
     Cdrs,
-    Rejected,
+    Refused,
 }
 
 impl CursorKind {
@@ -95,7 +96,7 @@ impl CursorKind {
             Self::Calls => "calls",
             Self::Gaps => "gaps",
             Self::Cdrs => "cdrs",
-            Self::Rejected => "rejected",
+            Self::Refused => "refused",
         }
     }
 }
@@ -423,21 +424,40 @@ pub struct GapsParams {
     pub limit: Option<u32>,
 }
 
-/// Which refused callbacks to list.
+/// Which refused callbacks to list: the receipt outcomes that are not a full acceptance.
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RefusedOutcome {
     Rejected,
     Partial,
     Unauthorized,
+    Unrecognized,
 }
 
-/// Filters and paging of `GET /v1/rejected`.
+impl RefusedOutcome {
+    pub const ALL: [Self; 4] = [
+        Self::Rejected,
+        Self::Partial,
+        Self::Unauthorized,
+        Self::Unrecognized,
+    ];
+
+    pub fn receipt_outcome(self) -> ReceiptOutcome {
+        match self {
+            Self::Rejected => ReceiptOutcome::Rejected,
+            Self::Partial => ReceiptOutcome::Partial,
+            Self::Unauthorized => ReceiptOutcome::Unauthorized,
+            Self::Unrecognized => ReceiptOutcome::Unrecognized,
+        }
+    }
+}
+
+/// Filters and paging of `GET /v1/refused`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct RejectedParams {
-    /// Only this outcome (default: rejected, partial and unauthorized).
+pub struct RefusedParams {
+    /// Only this outcome (default: all four).
     #[param(inline)]
     pub outcome: Option<RefusedOutcome>,
     /// `next_cursor` of the previous page.
@@ -446,17 +466,12 @@ pub struct RejectedParams {
     pub limit: Option<u32>,
 }
 
-impl RejectedParams {
+impl RefusedParams {
     pub fn filter(&self) -> RefusedFilter {
         RefusedFilter {
-            outcome: self.outcome.map(|o| {
-                match o {
-                    RefusedOutcome::Rejected => "rejected",
-                    RefusedOutcome::Partial => "partial",
-                    RefusedOutcome::Unauthorized => "unauthorized",
-                }
-                .to_owned()
-            }),
+            outcome: self
+                .outcome
+                .map(|o| o.receipt_outcome().as_str().to_owned()),
         }
     }
 }

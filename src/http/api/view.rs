@@ -215,7 +215,7 @@ pub struct PlacedCallView {
     pub result_desc: Option<String>,
     pub session_id: Option<String>,
     pub user_data: Option<String>,
-    /// accepted, refused, failed or not_sent.
+    /// accepted, declined, failed or not_sent.
     pub outcome: String,
     pub error: Option<String>,
     pub attempts: i16,
@@ -340,7 +340,7 @@ pub struct CdrPage {
 
 /// A page of refused callbacks, newest first.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RejectedPage {
+pub struct RefusedPage {
     pub callbacks: Vec<RawCallbackView>,
     pub next_cursor: Option<String>,
 }
@@ -366,7 +366,7 @@ impl From<Reprocessed> for ReprocessedView {
     }
 }
 
-/// `POST /v1/rejected/reprocess`: every refused callback that can be reprocessed, oldest first.
+/// `POST /v1/refused/reprocess`: every refused callback that can be reprocessed, oldest first.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = ReprocessReport)]
 pub struct ReprocessAllView {

@@ -9,7 +9,7 @@ use crate::{config::TokenScope, http::api::ApiCaller};
 pub enum Nav {
     Live,
     Kpis,
-    Rejected,
+    Refused,
     Operations,
     /// A page of no entry (one call, the login, an error).
     None,
@@ -18,7 +18,7 @@ pub enum Nav {
 const ENTRIES: &[(Nav, &str, &str)] = &[
     (Nav::Live, "/console", "Live calls"),
     (Nav::Kpis, "/console/kpis", "KPIs"),
-    (Nav::Rejected, "/console/rejected", "Refused callbacks"),
+    (Nav::Refused, "/console/refused", "Refused callbacks"),
     (Nav::Operations, "/console/operations", "Operations"),
 ];
 

@@ -8,7 +8,7 @@
 //! | `/console` live calls | `live.rs` | `store::read::calls`; `/v1/stream` tells the page when to fetch its rows again |
 //! | `/console/calls/{session_id}` one call | `call.rs` | `store::read::call_detail`, timeline SVG |
 //! | `/console/kpis` | `kpis.rs` | `store::kpis::compute` |
-//! | `/console/rejected` refused callbacks | `rejected.rs` | `store::read::refused`; reprocess via `/v1` |
+//! | `/console/refused` refused callbacks | `refused.rs` | `store::read::refused`; reprocess via `/v1` |
 //! | `/console/operations` | `operations.rs` | what `/readyz` and `/metrics` answer |
 //!
 //! What a page shows goes through the same view layer as `/v1` (`http::api::view`), so a
@@ -22,7 +22,7 @@ mod layout;
 mod live;
 mod login;
 mod operations;
-mod rejected;
+mod refused;
 pub mod session;
 mod svg;
 
@@ -46,7 +46,8 @@ pub fn routes() -> Routes {
         .page(Method::POST, "/console/logout", login::logout)
         .page(Method::GET, "/console/calls/{session_id}", call::page)
         .page(Method::GET, "/console/kpis", kpis::page)
-        .page(Method::GET, "/console/rejected", rejected::page)
+        .page(Method::GET, "/console/refused", refused::page)
+        .page_moved("/console/rejected", "/console/refused")
         .page(Method::GET, "/console/operations", operations::page)
         .page(Method::GET, "/console/assets/{file}", assets::serve)
         .map(|console| console.layer(axum::middleware::map_response(protect)))

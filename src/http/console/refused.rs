@@ -1,6 +1,6 @@
-//! `GET /console/rejected`: the refused callbacks, newest first, as `GET /v1/rejected` lists
+//! `GET /console/refused`: the refused callbacks, newest first, as `GET /v1/refused` lists
 //! them, with their errors. A full-scope viewer gets a reprocess button on each, which posts
-//! to `POST /v1/rejected/{id}/reprocess` (the session cookie, plus the console's CSRF header).
+//! to `POST /v1/refused/{id}/reprocess` (the session cookie, plus the console's CSRF header).
 
 use axum::{extract::State, http::Uri};
 use maud::{Markup, html};
@@ -17,8 +17,8 @@ use crate::{
     http::{
         api::{
             params::{
-                CursorKind, RejectedParams, decode_cursor, encode_cursor, finish_page,
-                invalid_cursor, parse_query,
+                CursorKind, RefusedOutcome, RefusedParams, decode_cursor, encode_cursor,
+                finish_page, invalid_cursor, parse_query,
             },
             view::RawCallbackView,
         },
@@ -27,10 +27,10 @@ use crate::{
     store::read,
 };
 
-/// `GET /console/rejected`.
+/// `GET /console/refused`.
 pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer, uri: Uri) -> PageResult {
     let fail = |e: ApiError| PageError::from_api(e, &viewer);
-    let params: RejectedParams = parse_query(&uri).map_err(fail)?;
+    let params: RefusedParams = parse_query(&uri).map_err(fail)?;
     if params.limit.is_some() {
         return Err(fail(ApiError::invalid_parameter(
             "limit",
@@ -40,7 +40,7 @@ pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer, uri: Ur
     let limit = state.config.console.rows as usize;
     let after = match params.cursor.as_deref() {
         Some(cursor) => {
-            let (at, id) = decode_cursor(CursorKind::Rejected, cursor).map_err(fail)?;
+            let (at, id) = decode_cursor(CursorKind::Refused, cursor).map_err(fail)?;
             Some((
                 at,
                 Uuid::parse_str(&id).map_err(|_| fail(invalid_cursor()))?,
@@ -58,7 +58,7 @@ pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer, uri: Ur
     .map_err(|e| fail(ApiError::from(e)))?;
     let next = finish_page(&mut rows, limit, |raw| {
         let (at, id) = raw.sort_key();
-        encode_cursor(CursorKind::Rejected, at, &id.to_string())
+        encode_cursor(CursorKind::Refused, at, &id.to_string())
     });
     let callbacks: Vec<RawCallbackView> = rows
         .into_iter()
@@ -73,11 +73,11 @@ pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer, uri: Ur
         })
         .unwrap_or_default();
     let body = html! {
-        form.filters method="get" action="/console/rejected" {
+        form.filters method="get" action="/console/refused" {
             label { "Outcome"
                 select name="outcome" {
                     option value="" { "any refusal" }
-                    @for choice in ["rejected", "partial", "unauthorized"] {
+                    @for choice in RefusedOutcome::ALL.map(|o| o.receipt_outcome().as_str()) {
                         option value=(choice) selected[outcome == choice] { (choice) }
                     }
                 }
@@ -87,7 +87,7 @@ pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer, uri: Ur
         @if !viewer.full() {
             p.muted { "Reprocessing needs a token with scope full." }
         }
-        table.rejected {
+        table.refused {
             thead { tr {
                 th { "Received (UTC)" } th { "Endpoint" } th { "eventType" } th { "Outcome" } th { "HTTP" }
                 th { "Signature" } th { "Error" } th { "Reprocessed" } th { "Request" }
@@ -114,7 +114,7 @@ pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer, uri: Ur
                         }
                         td { (raw_body(raw)) }
                         @if viewer.full() {
-                            td { button.reprocess type="button" data-reprocess=(format!("/v1/rejected/{}/reprocess", raw.id)) { "Reprocess" } }
+                            td { button.reprocess type="button" data-reprocess=(format!("/v1/refused/{}/reprocess", raw.id)) { "Reprocess" } }
                         }
                     }
                 }
@@ -122,13 +122,13 @@ pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer, uri: Ur
         }
         @if let Some(next) = next {
             @let query = if outcome.is_empty() { format!("cursor={next}") } else { format!("outcome={outcome}&cursor={next}") };
-            p { a href={ "/console/rejected?" (query) } { "Older →" } }
+            p { a href={ "/console/refused?" (query) } { "Older →" } }
         }
     };
     Ok(layout::page(
         "Refused callbacks",
         Some(&viewer),
-        Nav::Rejected,
+        Nav::Refused,
         body,
     ))
 }

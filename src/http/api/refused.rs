@@ -1,5 +1,6 @@
-//! `GET /v1/rejected` and reprocessing: the kept requests that were refused, and running them
-//! through today's parser again (after a fix) with `ingest::reprocess`.
+//! `GET /v1/refused` and reprocessing: the kept requests that were refused in whole or in part
+//! (docs/api.md's glossary), and running them through today's parser again (after a fix) with
+//! `ingest::reprocess`.
 
 use axum::{
     Json,
@@ -11,10 +12,10 @@ use uuid::Uuid;
 use super::{
     auth::ApiCaller,
     params::{
-        CursorKind, RejectedParams, decode_cursor, encode_cursor, finish_page, invalid_cursor,
+        CursorKind, RefusedParams, decode_cursor, encode_cursor, finish_page, invalid_cursor,
         page_limit, parse_query,
     },
-    view::{RawCallbackView, RejectedPage, ReprocessAllView, ReprocessedView},
+    view::{RawCallbackView, RefusedPage, ReprocessAllView, ReprocessedView},
 };
 use crate::{
     app::AppState,
@@ -29,12 +30,12 @@ use crate::{
 /// for requests that were not a POST.
 #[utoipa::path(
     get,
-    path = "/v1/rejected",
+    path = "/v1/refused",
     tag = "refused callbacks",
-    params(RejectedParams),
+    params(RefusedParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of refused callbacks", body = RejectedPage),
+        (status = 200, description = "A page of refused callbacks", body = RefusedPage),
         (status = 400, description = "A parameter or the cursor cannot be used", body = ErrorBody),
         (status = 401, description = "No token, or not a configured one", body = ErrorBody),
         (status = 503, description = "The database is unavailable; retry", body = ErrorBody),
@@ -44,12 +45,12 @@ pub async fn list(
     State(state): State<AppState>,
     caller: ApiCaller,
     uri: Uri,
-) -> Result<Json<RejectedPage>, ApiError> {
-    let params: RejectedParams = parse_query(&uri)?;
+) -> Result<Json<RefusedPage>, ApiError> {
+    let params: RefusedParams = parse_query(&uri)?;
     let limit = page_limit(params.limit, &state.config.api)?;
     let after = match params.cursor.as_deref() {
         Some(cursor) => {
-            let (at, id) = decode_cursor(CursorKind::Rejected, cursor)?;
+            let (at, id) = decode_cursor(CursorKind::Refused, cursor)?;
             let id = Uuid::parse_str(&id).map_err(|_| invalid_cursor())?;
             Some((at, id))
         }
@@ -64,13 +65,13 @@ pub async fn list(
     .await?;
     let next_cursor = finish_page(&mut rows, limit, |raw| {
         let (at, id) = raw.sort_key();
-        encode_cursor(CursorKind::Rejected, at, &id.to_string())
+        encode_cursor(CursorKind::Refused, at, &id.to_string())
     });
     let callbacks = rows
         .into_iter()
         .map(|raw| RawCallbackView::new(raw, caller.scope))
         .collect();
-    Ok(Json(RejectedPage {
+    Ok(Json(RefusedPage {
         callbacks,
         next_cursor,
     }))
@@ -82,7 +83,7 @@ pub async fn list(
 /// stored (`duplicate`). Needs a token with scope `full`.
 #[utoipa::path(
     post,
-    path = "/v1/rejected/{id}/reprocess",
+    path = "/v1/refused/{id}/reprocess",
     tag = "refused callbacks",
     params(("id" = Uuid, Path, description = "raw_callbacks.id (X-Callhook-Callback-Id)")),
     security(("bearer" = [])),
@@ -117,12 +118,12 @@ pub async fn reprocess_one(
     Ok(Json(done.into()))
 }
 
-/// Reprocesses every refused (rejected or partial) callback, oldest first, each in its own
+/// Reprocesses every refused callback that may be reprocessed, oldest first, each in its own
 /// transaction. Not bounded by `http.request_timeout_ms`; if the request is cut anyway, what was
 /// done stays done and running it again finishes the rest. Needs a token with scope `full`.
 #[utoipa::path(
     post,
-    path = "/v1/rejected/reprocess",
+    path = "/v1/refused/reprocess",
     tag = "refused callbacks",
     security(("bearer" = [])),
     responses(
