@@ -1,7 +1,8 @@
 //! callhook: receives Huawei Cloud VoiceCall status and CDR callbacks and keeps them in
 //! PostgreSQL. See ARCHITECTURE.md for the data flow.
 
-/// Startup, shared state, graceful shutdown.
+/// Startup and graceful shutdown: builds the handlers' state (`http::AppState`), starts the
+/// server and the background tasks.
 pub mod app;
 /// The call log: one row per call, computed from all its facts in a fixed order; no I/O.
 pub mod calls;
@@ -14,7 +15,8 @@ pub mod client;
 /// Configuration, loaded once (`config.toml` holds every default).
 pub mod config;
 /// HTTP handlers and middleware: the callback endpoints, the read API (`http::api`, `/v1`),
-/// the web console (`http::console`, `/console`); errors become responses here.
+/// the web console (`http::console`, `/console`), the state they share (`http::AppState`);
+/// errors become responses here.
 pub mod http;
 /// From callback to rows: the receipt (group commit, or the local spool), then the projector.
 pub mod ingest;

@@ -17,7 +17,7 @@ use super::{
     view::{RawCallbackView, RejectedPage, ReprocessAllView, ReprocessedView},
 };
 use crate::{
-    app::AppState,
+    http::AppState,
     http::error::{ApiError, ErrorBody},
     ingest::{self, NotReprocessable},
     store::read,
