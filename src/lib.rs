@@ -1,5 +1,9 @@
 //! callhook: receives Huawei Cloud VoiceCall status and CDR callbacks and keeps them in
 //! PostgreSQL. See ARCHITECTURE.md for the data flow.
+//!
+//! The stand-in platform, the load generator and the demo are the `callhook-simulator` crate
+//! (`crates/simulator`, binary `callhook-sim`), built on top of this one; nothing here depends
+//! on it.
 
 /// Startup and graceful shutdown: builds the handlers' state (`http::AppState`), starts the
 /// server and the background tasks.
@@ -28,8 +32,6 @@ pub mod metrics;
 /// Wire formats, signatures and times of the platform: the `callhook-platform` crate
 /// (`crates/platform`), which has no I/O and depends on nothing of ours.
 pub use callhook_platform as platform;
-/// The platform on your machine: stand-in platform, load generator, demo.
-pub mod simulate;
 /// PostgreSQL: pool, migrations, one module per table.
 pub mod store;
 /// The live stream of call changes (`GET /v1/stream`): one reader per process for every
