@@ -109,8 +109,7 @@ impl SimConfig {
         Ok(config)
     }
 
-    /// Every rule the settings must meet; run by `load` and before the stand-in starts (so
-    /// settings changed in code are held to the same rules).
+    /// Every rule the settings must meet; run by `load` and `defaults`.
     pub fn validate(&self) -> Result<(), SimConfigError> {
         let invalid = |message: &str| Err(SimConfigError::Invalid(message.to_owned()));
         let simulator = &self.simulator;
