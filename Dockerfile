@@ -4,7 +4,9 @@
 #   docker build --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" -t callhook .
 #
 # Two stages: a full Rust toolchain to compile, and a slim Debian runtime that
-# carries only the binary and the CA bundle.
+# carries only the binary and the CA bundle. Only the service is built: the
+# simulator (crates/simulator, callhook-sim) is a workspace member, so cargo
+# needs its manifest, but its sources never enter the image.
 
 # ---------------------------------------------------------------------------
 # Builder
@@ -30,13 +32,18 @@ ENV SQLX_OFFLINE=true \
 # The placeholder crate's own artifacts are then removed with `cargo clean -p`:
 # COPY keeps the build context's mtimes, so real sources older than this layer
 # would otherwise look up to date and the dummy binary would be shipped.
+# The simulator's placeholder sources stay: cargo loads every member's manifest
+# and targets, but builds only --package callhook.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/platform/Cargo.toml ./crates/platform/
-RUN mkdir src crates/platform/src \
+COPY crates/simulator/Cargo.toml ./crates/simulator/
+RUN mkdir src crates/platform/src crates/simulator/src \
     && printf 'fn main() {}\n' > src/main.rs \
     && : > src/lib.rs \
     && : > crates/platform/src/lib.rs \
-    && cargo build --release --locked \
+    && printf 'fn main() {}\n' > crates/simulator/src/main.rs \
+    && : > crates/simulator/src/lib.rs \
+    && cargo build --release --locked --package callhook \
     && cargo clean --release --package callhook --package callhook-platform \
     && rm -rf src crates/platform/src
 
@@ -46,14 +53,14 @@ RUN mkdir src crates/platform/src \
 # it stays in this stage. A deployment's own file is mounted at run time
 # (/etc/callhook/config.toml, or --config), never copied into the image.
 COPY src ./src
-COPY crates ./crates
+COPY crates/platform ./crates/platform
 COPY migrations ./migrations
 COPY .sqlx ./.sqlx
 COPY config.toml ./
 
 # Copy the binary out of target/ here so the runtime stage does not depend on
 # cargo's target layout.
-RUN cargo build --release --locked \
+RUN cargo build --release --locked --package callhook \
     && install -m 0755 target/release/callhook /usr/local/bin/callhook
 
 # ---------------------------------------------------------------------------

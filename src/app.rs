@@ -2,13 +2,12 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::Notify};
 
 use crate::{
     config::{Config, ConfigError, CreatedTimeZone},
-    http,
+    http::{self, AppState},
     ingest::{
         self, Durability, ReceiptWriter,
         spool::{Spool, SpoolError},
@@ -20,23 +19,6 @@ use crate::{
     tasks::supervise,
     telemetry::mask_numbers,
 };
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    /// Where callbacks go to be kept, in groups.
-    pub receipts: ReceiptWriter,
-    /// The database, the spool, and which of them takes receipts now.
-    pub durability: Arc<Durability>,
-    pub config: Arc<Config>,
-    pub verifier: Arc<CallbackVerifier>,
-    pub metrics: PrometheusHandle,
-    /// Callback requests in progress, at most `ingest.max_concurrent_requests`.
-    pub callback_slots: Arc<tokio::sync::Semaphore>,
-    /// Committed changes of calls, for `GET /v1/stream`.
-    pub changes: Changes,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -1,6 +1,7 @@
 //! The command line: `serve` (the default), `migrate`, `config`, `healthcheck`, `reprocess`,
 //! `reproject`, `kpis`, the outbound commands of `client::commands` (`call`, `notify`,
-//! `verify-code`, `stop`, `recording`), and `simulate` / `demo` of `simulate::commands`.
+//! `verify-code`, `stop`, `recording`). The stand-in platform, the load generator and the demo
+//! are another binary's (`callhook-sim`).
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -10,7 +11,7 @@ use crate::{
     app::{Application, shutdown_signal},
     client,
     config::Config,
-    ingest, simulate,
+    ingest,
     store::{self, raw::ReceiptOutcome},
     telemetry,
 };
@@ -49,13 +50,6 @@ pub enum Command {
     },
     #[command(flatten)]
     Client(Box<client::commands::ClientCommand>),
-    /// Run a local stand-in for the VoiceCall platform, or (`load`) drive a receiver with
-    /// platform-like callback traffic.
-    Simulate(simulate::commands::SimulateArgs),
-    /// Start the receiver and the simulated platform, place a few calls, and show what arrived.
-    /// Writes into its own database (callhook_demo on the configured server) and signs with its
-    /// own demo app, never with the configured [[apps]].
-    Demo(simulate::commands::DemoArgs),
     /// Run refused callbacks (outcome rejected, partial, unrecognized, or unauthorized when the
     /// signature mode in force accepts their verdict) through today's parser and the projector
     /// again, after a fix, and print what became of each. Idempotent: what was stored is a
@@ -136,8 +130,6 @@ pub async fn run(cli: Cli) -> ExitCode {
     telemetry::init(&config.log);
     let result = match command {
         Command::Client(command) => return client::commands::run(*command, config).await,
-        Command::Simulate(args) => return simulate::commands::simulate(args, config).await,
-        Command::Demo(args) => return simulate::commands::demo(args, config).await,
         Command::Serve { listen } => {
             if let Some(listen) = listen {
                 config.listen = listen;

@@ -4,7 +4,6 @@
 //! the meaning of every key.
 
 use std::{
-    collections::{BTreeMap, HashMap},
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
@@ -17,8 +16,6 @@ use figment::{
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize, Serializer};
-
-use crate::{platform::signature::DigestVariant, simulate::scenario::ScenarioOutcome};
 
 /// The embedded `config.toml`: the base layer, and so the one place defaults are written.
 pub const DEFAULT_CONFIG: &str = include_str!("../config.toml");
@@ -88,7 +85,6 @@ pub struct Config {
     pub apps: Vec<AppCredentials>,
     pub log: LogConfig,
     pub platform: PlatformConfig,
-    pub simulator: SimulatorConfig,
     pub api: ApiConfig,
     pub console: ConsoleConfig,
     pub kpis: KpisConfig,
@@ -223,41 +219,6 @@ pub struct PlatformConfig {
     pub auth_failures_before_cooldown: u32,
     pub cooldown_secs: u64,
     pub default_app: String,
-}
-
-/// The stand-in platform of `callhook simulate` and `callhook demo`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimulatorConfig {
-    pub listen: SocketAddr,
-    pub time_scale: f64,
-    pub seed: u64,
-    #[serde(serialize_with = "serialize_weights")]
-    pub outcome_weights: HashMap<ScenarioOutcome, u32>,
-    pub callback_signature: CallbackSignature,
-    pub status_url: String,
-    pub fee_url: String,
-    pub fee_retry_delays_ms: Vec<u64>,
-    pub batch_window_ms: u64,
-}
-
-/// How the simulator signs the callbacks it pushes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CallbackSignature {
-    Newline,
-    Concat,
-    None,
-}
-
-impl CallbackSignature {
-    pub fn variant(self) -> Option<DigestVariant> {
-        match self {
-            Self::Newline => Some(DigestVariant::Newline),
-            Self::Concat => Some(DigestVariant::Concat),
-            Self::None => None,
-        }
-    }
 }
 
 /// The read API under `/v1` (`[api]` in config.toml).
@@ -530,13 +491,6 @@ impl Config {
         if self.public_base_url.ends_with('/') {
             return invalid("public_base_url must not end with '/'");
         }
-        let simulator = &self.simulator;
-        if !(simulator.time_scale > 0.0 && simulator.time_scale.is_finite()) {
-            return invalid("simulator.time_scale must be a positive number");
-        }
-        if simulator.outcome_weights.values().all(|w| *w == 0) {
-            return invalid("simulator.outcome_weights must give some outcome a weight");
-        }
         for app in &self.apps {
             if app.key.is_empty() || app.secrets.is_empty() {
                 return invalid("every [[apps]] entry needs a key and at least one secret");
@@ -705,15 +659,6 @@ fn serialize_secrets<S: Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.collect_seq(secrets.iter().map(|_| REDACTED))
-}
-
-/// Sorted, so that two runs print the same.
-fn serialize_weights<S: Serializer>(
-    weights: &HashMap<ScenarioOutcome, u32>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    let sorted: BTreeMap<&str, u32> = weights.iter().map(|(o, w)| (o.as_str(), *w)).collect();
-    sorted.serialize(serializer)
 }
 
 impl Loaded {

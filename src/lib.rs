@@ -1,7 +1,12 @@
 //! callhook: receives Huawei Cloud VoiceCall status and CDR callbacks and keeps them in
 //! PostgreSQL. See ARCHITECTURE.md for the data flow.
+//!
+//! The stand-in platform, the load generator and the demo are the `callhook-simulator` crate
+//! (`crates/simulator`, binary `callhook-sim`), built on top of this one; nothing here depends
+//! on it.
 
-/// Startup, shared state, graceful shutdown.
+/// Startup and graceful shutdown: builds the handlers' state (`http::AppState`), starts the
+/// server and the background tasks.
 pub mod app;
 /// The call log: one row per call, computed from all its facts in a fixed order; no I/O.
 pub mod calls;
@@ -14,7 +19,8 @@ pub mod client;
 /// Configuration, loaded once (`config.toml` holds every default).
 pub mod config;
 /// HTTP handlers and middleware: the callback endpoints, the read API (`http::api`, `/v1`),
-/// the web console (`http::console`, `/console`); errors become responses here.
+/// the web console (`http::console`, `/console`), the state they share (`http::AppState`);
+/// errors become responses here.
 pub mod http;
 /// From callback to rows: the receipt (group commit, or the local spool), then the projector.
 pub mod ingest;
@@ -26,8 +32,6 @@ pub mod metrics;
 /// Wire formats, signatures and times of the platform: the `callhook-platform` crate
 /// (`crates/platform`), which has no I/O and depends on nothing of ours.
 pub use callhook_platform as platform;
-/// The platform on your machine: stand-in platform, load generator, demo.
-pub mod simulate;
 /// PostgreSQL: pool, migrations, one module per table.
 pub mod store;
 /// The live stream of call changes (`GET /v1/stream`): one reader per process for every

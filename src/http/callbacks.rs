@@ -22,8 +22,8 @@ use super::{
     openapi::{AnyCallback, CallbackAnswers, CallbackOutcome, XAksk},
 };
 use crate::{
-    app::AppState,
     config::{SignatureMode, SignedUrl},
+    http::AppState,
     ingest::{self, KeptIn, NotKept, OnReplay},
     metrics as m,
     platform::{

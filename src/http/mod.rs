@@ -8,6 +8,9 @@ pub mod error;
 pub mod openapi;
 mod ops;
 pub mod serve;
+mod state;
+
+pub use state::AppState;
 
 use axum::{
     Router,
@@ -24,7 +27,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{app::AppState, config::Config};
+use crate::config::Config;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::Routes;
-use crate::{app::AppState, ingest::KeptIn, metrics as m, store};
+use crate::{http::AppState, ingest::KeptIn, metrics as m, store};
 
 pub fn routes() -> Routes {
     Routes::default()

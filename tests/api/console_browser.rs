@@ -10,16 +10,15 @@
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
-use callhook::{
-    client::PlatformClient, config::SignatureMode, simulate::scenario::ScenarioOutcome,
-};
+use callhook::{client::PlatformClient, config::SignatureMode};
+use callhook_simulator::scenario::ScenarioOutcome;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::{
     api_helpers::{A, B, DISPLAY, FULL_TOKEN, MASKED_TOKEN, spawn_api_with},
-    end_to_end::{click_to_call, configs, start_platform},
+    end_to_end::{click_to_call, configs, fast_simulator, start_platform},
     helpers::{APP_KEY, APP_SECRET, Signature, TestApp, with_test_app},
 };
 
@@ -180,7 +179,7 @@ async fn the_console_shows_calls_as_they_happen_in_a_real_browser(pool: PgPool) 
     })
     .await;
     let mut config = configs(&app, APP_SECRET);
-    let platform = start_platform(&config).await;
+    let platform = start_platform(&fast_simulator(), &config).await;
     config.platform.base_url = platform.url.clone();
     let calls = PlatformClient::new(&config, pool.clone()).unwrap();
     let Browser {

@@ -6,13 +6,14 @@ use std::time::Duration;
 use callhook::{
     client::{ClickToCall, PlatformClient, VerificationCode},
     config::{Config, SignatureMode},
-    simulate::{
-        Simulator,
-        load::{self, LoadOptions, Signer},
-        push::PushStats,
-        scenario::ScenarioOutcome,
-        stand_in::SimState,
-    },
+};
+use callhook_simulator::{
+    Simulator,
+    config::{SimConfig, SimulatorConfig},
+    load::{self, LoadOptions, Signer},
+    push::PushStats,
+    scenario::ScenarioOutcome,
+    stand_in::SimState,
 };
 use sqlx::PgPool;
 use tokio::sync::oneshot;
@@ -29,8 +30,11 @@ pub struct Platform {
     _stop: oneshot::Sender<()>,
 }
 
-pub async fn start_platform(config: &Config) -> Platform {
-    let simulator = Simulator::bind(config).await.expect("the simulator binds");
+/// The stand-in accepts (and signs for) the apps of `config`.
+pub async fn start_platform(settings: &SimulatorConfig, config: &Config) -> Platform {
+    let simulator = Simulator::bind(settings, &config.apps)
+        .await
+        .expect("the simulator binds");
     let url = format!("http://{}", simulator.local_addr());
     let state = simulator.state();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -51,11 +55,17 @@ pub fn configs(receiver: &TestApp, platform_secret: &str) -> Config {
         serde_json::from_value(serde_json::json!([{"key": APP_KEY, "secrets": [platform_secret]}]))
             .unwrap();
     config.public_base_url = format!("http://{}", receiver.addr);
-    config.simulator.listen = "127.0.0.1:0".parse().unwrap();
-    config.simulator.time_scale = 0.002;
-    config.simulator.batch_window_ms = 50;
-    config.simulator.fee_retry_delays_ms = vec![300; 6];
     config
+}
+
+/// The stand-in on a free port, its time compressed so that calls play out in milliseconds.
+pub fn fast_simulator() -> SimulatorConfig {
+    let mut settings = SimConfig::defaults().simulator;
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.time_scale = 0.002;
+    settings.batch_window_ms = 50;
+    settings.fee_retry_delays_ms = vec![300; 6];
+    settings
 }
 
 pub fn click_to_call(outcome: ScenarioOutcome) -> ClickToCall {
@@ -104,7 +114,7 @@ async fn calls_placed_on_the_simulator_arrive_in_postgres_exactly_once(pool: PgP
     })
     .await;
     let mut config = configs(&receiver, APP_SECRET);
-    let platform = start_platform(&config).await;
+    let platform = start_platform(&fast_simulator(), &config).await;
     config.platform.base_url = platform.url.clone();
     let client = PlatformClient::new(&config, pool.clone()).unwrap();
 
@@ -201,7 +211,7 @@ async fn pushes_during_an_outage_are_acknowledged_and_land_exactly_once(pool: Pg
     let (proxy, proxied) = ChaosProxy::in_front_of(&pool, 300).await;
     let receiver = spawn_app_with(proxied, with_test_app).await;
     let mut config = configs(&receiver, APP_SECRET);
-    let platform = start_platform(&config).await;
+    let platform = start_platform(&fast_simulator(), &config).await;
     config.platform.base_url = platform.url.clone();
     let client = PlatformClient::new(&config, pool.clone()).unwrap();
 
@@ -273,8 +283,9 @@ async fn forged_callbacks_are_refused_in_enforce_mode(pool: PgPool) {
     })
     .await;
     let mut config = configs(&receiver, "a-secret-the-receiver-does-not-hold");
-    config.simulator.fee_retry_delays_ms = vec![50];
-    let platform = start_platform(&config).await;
+    let mut settings = fast_simulator();
+    settings.fee_retry_delays_ms = vec![50];
+    let platform = start_platform(&settings, &config).await;
     config.platform.base_url = platform.url.clone();
     let client = PlatformClient::new(&config, pool.clone()).unwrap();
 
@@ -371,9 +382,10 @@ async fn a_stopped_call_ends_with_8017_and_a_cdr_that_matches_its_events(pool: P
     })
     .await;
     let mut config = configs(&receiver, APP_SECRET);
+    let mut settings = fast_simulator();
     // Slow enough to stop it before A answers (5 simulated seconds = 250 ms).
-    config.simulator.time_scale = 0.05;
-    let platform = start_platform(&config).await;
+    settings.time_scale = 0.05;
+    let platform = start_platform(&settings, &config).await;
     config.platform.base_url = platform.url.clone();
     let client = PlatformClient::new(&config, pool.clone()).unwrap();
 
@@ -439,7 +451,7 @@ async fn the_simulator_refuses_what_the_platform_refuses_with_its_codes(pool: Pg
         {"key": "wsse-app", "secrets": ["wsse-secret"], "auth": "wsse"},
     ]))
     .unwrap();
-    let platform = start_platform(&config).await;
+    let platform = start_platform(&fast_simulator(), &config).await;
     config.platform.base_url = platform.url.clone();
     let url = format!("{}/rest/httpsessions/click2Call/v2.0", platform.url);
     let realm = r#"AKSK realm="SDP",profile="UsernameToken",type="Appkey""#;

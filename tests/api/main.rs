@@ -17,7 +17,6 @@ mod client;
 mod config;
 mod console;
 mod console_browser;
-mod demo;
 mod durability;
 mod end_to_end;
 mod exports;

@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::{
-    app::AppState,
     config::{ApiToken, TokenScope},
+    http::AppState,
     http::{console::session, error::ApiError},
 };
 

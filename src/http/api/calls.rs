@@ -15,7 +15,7 @@ use super::{
     view::{CallDetailView, CallPage, GapPage, mask_call, scoped},
 };
 use crate::{
-    app::AppState,
+    http::AppState,
     http::error::{ApiError, ErrorBody},
     store::read::{self, CallFilter, CallRow},
 };

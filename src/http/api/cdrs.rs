@@ -11,7 +11,7 @@ use super::{
     view::{CdrPage, mask_cdr, scoped},
 };
 use crate::{
-    app::AppState,
+    http::AppState,
     http::error::{ApiError, ErrorBody},
     store::read,
 };

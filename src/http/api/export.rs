@@ -39,8 +39,8 @@ use super::{
     view::{mask_call, mask_cdr},
 };
 use crate::{
-    app::AppState,
     config::TokenScope,
+    http::AppState,
     http::error::{ApiError, ErrorBody, Unavailable},
     store::{
         StoreError,

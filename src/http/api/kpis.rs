@@ -7,7 +7,7 @@ use super::{
     params::{KpisParams, parse_query},
 };
 use crate::{
-    app::AppState,
+    http::AppState,
     http::error::{ApiError, ErrorBody},
     store::kpis::{self, Kpis},
 };

@@ -18,7 +18,7 @@ use super::{
     view::{RawCallbackView, RefusedPage, ReprocessAllView, ReprocessedView},
 };
 use crate::{
-    app::AppState,
+    http::AppState,
     http::error::{ApiError, ErrorBody},
     ingest::{self, NotReprocessable},
     store::read,

@@ -26,8 +26,8 @@ use super::{
     view::CallChange,
 };
 use crate::{
-    app::AppState,
     config::TokenScope,
+    http::AppState,
     http::error::{ApiError, ErrorBody, Unavailable},
     metrics as m,
     stream::{Cursor, Ended, Next, SubscribeError, Subscription},

@@ -14,7 +14,7 @@ use super::{
     show_seconds, show_time,
 };
 use crate::{
-    app::AppState,
+    http::AppState,
     http::{
         api::view::{CallDetailView, RawCallbackView},
         error::ApiError,

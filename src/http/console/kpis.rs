@@ -15,8 +15,8 @@ use super::{
     svg::{self, Bar},
 };
 use crate::{
-    app::AppState,
     calls::SCENARIOS,
+    http::AppState,
     http::{api::params::parse_query, error::ApiError},
     store::kpis::{self, Bucket, KpiFilter},
 };

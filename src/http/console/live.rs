@@ -20,7 +20,7 @@ use super::{
     present, show_seconds, show_time,
 };
 use crate::{
-    app::AppState,
+    http::AppState,
     http::api::{
         ApiCaller,
         params::{CallOutcome, check_call_filter, parse_query},

@@ -18,7 +18,7 @@ use super::{
     layout::{self, Nav},
     session,
 };
-use crate::{app::AppState, http::api::recognise};
+use crate::{http::AppState, http::api::recognise};
 
 fn login_page(problem: Option<&str>) -> Markup {
     let body = html! {

@@ -35,7 +35,7 @@ use maud::Markup;
 use time::{OffsetDateTime, macros::format_description};
 
 use super::Routes;
-use crate::{app::AppState, http::api::ApiCaller, http::error::ApiError};
+use crate::{http::AppState, http::api::ApiCaller, http::error::ApiError};
 
 pub fn routes() -> Routes {
     Routes::default()

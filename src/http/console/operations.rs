@@ -12,7 +12,7 @@ use super::{
     svg::{self, Bar},
 };
 use crate::{
-    app::AppState,
+    http::AppState,
     http::ops::{self, Accepting, DatabaseStatus, MigrationStatus, ReadyStatus},
     metrics as m,
 };

@@ -13,7 +13,7 @@ use super::{
     show_time,
 };
 use crate::{
-    app::AppState,
+    http::AppState,
     http::{
         api::{
             params::{

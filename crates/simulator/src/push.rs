@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::platform::{
+use callhook_platform::{
     callback::{CallStatusInfo, EventType, FeeInfo, MAX_FEE_RECORDS},
     signature::{DigestVariant, sign_callback},
     time::format_created,

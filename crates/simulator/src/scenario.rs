@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::platform::{
+use callhook_platform::{
     callback::{CallStatusInfo, EventType, FeeInfo},
     time::format_platform_time,
 };

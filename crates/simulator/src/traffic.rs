@@ -11,7 +11,7 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 use time::{Duration, OffsetDateTime};
 
-use crate::platform::{
+use callhook_platform::{
     callback::{CallStatusInfo, EventType, FeeInfo},
     time::format_platform_time,
 };
@@ -237,7 +237,7 @@ impl Traffic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::callback::{Callback, parse_callback};
+    use callhook_platform::callback::{Callback, parse_callback};
 
     #[test]
     fn generated_bodies_parse_as_the_platform_would_send_them() {

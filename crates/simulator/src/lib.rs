@@ -1,8 +1,22 @@
-//! The platform on your own machine: `callhook simulate` (the stand-in platform), `callhook
-//! simulate load` (callback traffic for any receiver), `callhook simulate sink` (a receiver that
-//! does nothing, to measure the load generator itself) and `callhook demo`.
+//! callhook-simulator: the platform on your own machine. `callhook-sim` (the stand-in platform),
+//! `callhook-sim load` (callback traffic for any receiver), `callhook-sim sink` (a receiver that
+//! does nothing, to measure the load generator itself) and `callhook-sim demo`.
+//!
+//! A crate of its own on top of the service (`callhook`) and the wire formats
+//! (`callhook-platform`), so that none of it is built into the production binary.
+//!
+//! | module | role |
+//! |---|---|
+//! | `commands` | the command line of `callhook-sim` |
+//! | `config` | its own settings (`simulator.toml`, embedded): the stand-in and the demo |
+//! | `stand_in` | the stand-in platform: the outbound API paths, their authentication and codes |
+//! | `scenario` | how a placed call plays out: outcomes → status events and the CDR |
+//! | `push` | signed callback pushes, CDR batching, fee re-pushes |
+//! | `load`, `traffic` | the load generator and the call mix it sends |
+//! | `demo` | the receiver and the stand-in together, a few calls, what arrived |
 
 pub mod commands;
+pub mod config;
 pub mod demo;
 pub mod load;
 pub mod push;
@@ -17,8 +31,9 @@ use secrecy::SecretString;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use self::stand_in::SimState;
-use crate::config::Config;
+use callhook::config::AppCredentials;
+
+use self::{config::SimulatorConfig, stand_in::SimState};
 
 /// A bound stand-in platform.
 pub struct Simulator {
@@ -27,16 +42,19 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// Binds `simulator.listen` of `config`; the apps it accepts are `config.apps` (first secret).
-    pub async fn bind(config: &Config) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(config.simulator.listen).await?;
+    /// Binds `settings.listen`; the apps it accepts (and signs its pushes for) are `apps`, each
+    /// with its first secret: the service's `[[apps]]`.
+    pub async fn bind(
+        settings: &SimulatorConfig,
+        apps: &[AppCredentials],
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(settings.listen).await?;
         let base = format!("http://{}", listener.local_addr()?);
-        let apps: Vec<(String, SecretString)> = config
-            .apps
+        let apps: Vec<(String, SecretString)> = apps
             .iter()
             .filter_map(|app| Some((app.key.clone(), app.secrets.first()?.clone())))
             .collect();
-        let state = SimState::new(config.simulator.clone(), apps, base);
+        let state = SimState::new(settings.clone(), apps, base);
         Ok(Self { listener, state })
     }
 

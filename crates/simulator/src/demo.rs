@@ -1,4 +1,4 @@
-//! `callhook demo`: the receiver and the stand-in platform on free local ports, a handful of calls
+//! `callhook-sim demo`: the receiver and the stand-in platform on free local ports, a handful of calls
 //! placed through the client with different outcomes, and what Postgres then holds for each.
 //!
 //! It writes into its own database and signs with its own app unless told otherwise, so that
@@ -12,15 +12,13 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use super::{Simulator, scenario::ScenarioOutcome};
-use crate::{
+use callhook::{
     app::Application,
     client::{ClickToCall, PlatformClient, PlayContentInfo, VerificationCode, VoiceNotification},
     config::{Config, SignatureMode, redacted_url},
 };
 
-/// The demo's own database, on the configured server (same host and credentials).
-pub const DEMO_DATABASE: &str = "callhook_demo";
+use super::{Simulator, config::SimConfig, scenario::ScenarioOutcome};
 /// The demo's own app: the simulator and the receiver share its secret, and nothing else does.
 pub const DEMO_APP: &str = "demo-app";
 const DEMO_SECRET: &str = "demo-secret";
@@ -33,7 +31,7 @@ type DemoError = Box<dyn std::error::Error + Send + Sync>;
 /// Where the demo writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DemoDatabase {
-    /// [`DEMO_DATABASE`] on the configured server (the default).
+    /// `demo.database` of the settings, on the configured server (the default).
     Own,
     /// The database at this URL.
     Url(String),
@@ -42,13 +40,14 @@ pub enum DemoDatabase {
 }
 
 impl DemoDatabase {
-    /// The URL of the database the demo writes into, given the configured one.
-    pub fn url(&self, configured: &str) -> Result<String, DemoError> {
+    /// The URL of the database the demo writes into, given the configured one and the name of
+    /// its own.
+    pub fn url(&self, configured: &str, own: &str) -> Result<String, DemoError> {
         match self {
             Self::Own => {
                 let mut url = reqwest::Url::parse(configured)
                     .map_err(|e| format!("database.url is not a URL ({e})"))?;
-                url.set_path(&format!("/{DEMO_DATABASE}"));
+                url.set_path(&format!("/{own}"));
                 Ok(url.to_string())
             }
             Self::Url(url) => Ok(url.clone()),
@@ -58,8 +57,12 @@ impl DemoDatabase {
 }
 
 /// Runs the demo against `database`, printing to stdout.
-pub async fn run(mut config: Config, database: DemoDatabase) -> Result<(), DemoError> {
-    config.database.url = database.url(&config.database.url)?;
+pub async fn run(
+    mut config: Config,
+    mut settings: SimConfig,
+    database: DemoDatabase,
+) -> Result<(), DemoError> {
+    config.database.url = database.url(&config.database.url, &settings.demo.database)?;
     config.database.create_if_missing = true;
     config.database.migrate_on_start = true;
     config.apps = serde_json::from_value(json!([{"key": DEMO_APP, "secrets": [DEMO_SECRET]}]))?;
@@ -69,14 +72,14 @@ pub async fn run(mut config: Config, database: DemoDatabase) -> Result<(), DemoE
     config.public_base_url = format!("http://127.0.0.1:{receiver_port}");
     // The simulator signs every push; the receiver refuses anything unsigned or forged.
     config.signature.mode = SignatureMode::Enforce;
-    config.simulator.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.simulator.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     // A spool of its own: the demo must never take (or lock) a running service's spool.
     let spool = std::env::temp_dir().join(format!("callhook-demo-spool-{}", uuid::Uuid::new_v4()));
     config.spool.dir = spool.clone();
 
     let receiver = Application::build(config.clone()).await?;
     let pool = receiver.pool();
-    let simulator = Simulator::bind(&config).await?;
+    let simulator = Simulator::bind(&settings.simulator, &config.apps).await?;
     config.platform.base_url = format!("http://{}", simulator.local_addr());
     println!(
         "receiver  http://{}   (callbacks: /voicecall/status, /voicecall/fee)",

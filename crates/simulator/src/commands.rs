@@ -1,28 +1,45 @@
-//! The `simulate` and `demo` subcommands.
+//! The command line of `callhook-sim`: the stand-in platform (the default), `load`, `sink`,
+//! `demo` and `config`.
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::{Args, Subcommand, ValueEnum};
+use callhook::{app::shutdown_signal, config::Config, telemetry};
+use callhook_platform::signature::DigestVariant;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use hyper::Uri;
 
 use super::{
-    Simulator, demo,
+    Simulator,
+    config::SimConfig,
+    demo,
     load::{self, LoadOptions, Signer},
     sink,
 };
-use crate::{app::shutdown_signal, config::Config, platform::signature::DigestVariant};
 
-#[derive(Debug, Args)]
-pub struct SimulateArgs {
-    #[command(subcommand)]
-    pub mode: Option<SimulateMode>,
+/// `callhook-sim`: with no command, the stand-in platform.
+#[derive(Debug, Parser)]
+#[command(
+    name = "callhook-sim",
+    version,
+    about = "A stand-in for the VoiceCall platform, a callback load generator and the demo, for callhook"
+)]
+pub struct Cli {
+    /// The service's configuration file, layered over its defaults as `callhook --config` does:
+    /// the [[apps]] accepted and signed as, the database, [platform], [log].
+    #[arg(long, env = "CALLHOOK_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Simulator settings layered over their defaults (see simulator.toml).
+    #[arg(long, global = true)]
+    pub sim_config: Option<PathBuf>,
     /// Address of the stand-in platform, overriding `simulator.listen`.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SimulateMode {
+pub enum Command {
     /// Send platform-like callback traffic to a receiver; report throughput, latency and errors.
     Load(LoadArgs),
     /// A receiver that answers everything at once, to measure the load generator itself.
@@ -30,6 +47,12 @@ pub enum SimulateMode {
         #[arg(long, default_value = "127.0.0.1:9999")]
         listen: SocketAddr,
     },
+    /// Start the receiver and the simulated platform, place a few calls, and show what arrived.
+    /// Writes into its own database (demo.database, callhook_demo, on the configured server) and
+    /// signs with its own demo app, never with the configured [[apps]].
+    Demo(DemoArgs),
+    /// Print the simulator settings in effect as TOML (the service's: `callhook config`).
+    Config,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,36 +108,54 @@ pub struct LoadArgs {
     pub json: bool,
 }
 
-pub async fn simulate(args: SimulateArgs, mut config: Config) -> ExitCode {
-    match args.mode {
-        None => {
-            if let Some(listen) = args.listen {
-                config.simulator.listen = listen;
+pub async fn run(cli: Cli) -> ExitCode {
+    let mut settings = match SimConfig::load(cli.sim_config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => return exit(Err(error.into())),
+    };
+    if let Some(listen) = cli.listen {
+        settings.simulator.listen = listen;
+    }
+    if let Some(Command::Config) = &cli.command {
+        return match settings.render() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
             }
-            match Simulator::bind(&config).await {
-                Ok(simulator) => {
-                    tracing::info!(addr = %simulator.local_addr(), "simulated platform listening");
-                    exit(
-                        simulator
-                            .run_until(shutdown_signal())
-                            .await
-                            .map_err(Into::into),
-                    )
-                }
-                Err(error) => exit(Err(error.into())),
+            Err(error) => exit(Err(error.into())),
+        };
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => return exit(Err(error.into())),
+    };
+    telemetry::init(&config.log);
+    match cli.command {
+        None => match Simulator::bind(&settings.simulator, &config.apps).await {
+            Ok(simulator) => {
+                tracing::info!(addr = %simulator.local_addr(), "simulated platform listening");
+                exit(
+                    simulator
+                        .run_until(shutdown_signal())
+                        .await
+                        .map_err(Into::into),
+                )
             }
-        }
-        Some(SimulateMode::Sink { listen }) => {
+            Err(error) => exit(Err(error.into())),
+        },
+        Some(Command::Sink { listen }) => {
             exit(sink(listen, shutdown_signal()).await.map_err(Into::into))
         }
-        Some(SimulateMode::Load(load)) => run_load(load, &config).await,
+        Some(Command::Load(load)) => run_load(load, &config).await,
+        Some(Command::Demo(args)) => demo(args, config, settings).await,
+        Some(Command::Config) => unreachable!("handled above"),
     }
 }
 
-/// `callhook demo`: where it writes.
+/// `callhook-sim demo`: where it writes.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Write into this database instead of callhook_demo (created and migrated if missing).
+    /// Write into this database instead of demo.database (created and migrated if missing).
     #[arg(long, conflicts_with = "use_configured_database")]
     pub database_url: Option<String>,
     /// Write into the configured database itself (database.url / DATABASE_URL).
@@ -122,20 +163,20 @@ pub struct DemoArgs {
     pub use_configured_database: bool,
 }
 
-pub async fn demo(args: DemoArgs, config: Config) -> ExitCode {
+async fn demo(args: DemoArgs, config: Config, settings: SimConfig) -> ExitCode {
     let database = match (args.database_url, args.use_configured_database) {
         (Some(url), _) => demo::DemoDatabase::Url(url),
         (None, true) => demo::DemoDatabase::Configured,
         (None, false) => demo::DemoDatabase::Own,
     };
-    exit(demo::run(config, database).await)
+    exit(demo::run(config, settings, database).await)
 }
 
 fn exit(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("callhook: {error}");
+            eprintln!("callhook-sim: {error}");
             ExitCode::FAILURE
         }
     }
@@ -192,10 +233,10 @@ async fn run_load(args: LoadArgs, config: &Config) -> ExitCode {
         fee_share: args.fee_share.clamp(0.0, 1.0),
         min_batch: args
             .min_batch
-            .clamp(1, crate::platform::callback::MAX_FEE_RECORDS),
+            .clamp(1, callhook_platform::callback::MAX_FEE_RECORDS),
         max_batch: args
             .max_batch
-            .clamp(1, crate::platform::callback::MAX_FEE_RECORDS),
+            .clamp(1, callhook_platform::callback::MAX_FEE_RECORDS),
         seed: args.seed,
         signer,
         request_timeout: args.timeout,

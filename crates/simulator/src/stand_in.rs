@@ -33,14 +33,12 @@ use super::{
     push::{PushSigner, Pusher},
     scenario::{CallPlan, ScenarioOutcome, Service, Step, play, stop_cdr_at},
 };
-use crate::{
-    config::SimulatorConfig,
-    platform::{
-        callback::{CallStatusInfo, EventType},
-        outbound::{aksk_digest, wsse_digest},
-        signature::{parse_username_token, redact_username_token},
-        time::{format_platform_time, parse_platform_time},
-    },
+use crate::config::SimulatorConfig;
+use callhook_platform::{
+    callback::{CallStatusInfo, EventType},
+    outbound::{aksk_digest, wsse_digest},
+    signature::{parse_username_token, redact_username_token},
+    time::{format_platform_time, parse_platform_time},
 };
 
 /// How far `Created` may be from the simulator's clock, read as UTC or as Beijing time.

@@ -1,20 +1,41 @@
-//! `callhook demo` keeps to its own database and its own app unless told otherwise.
+//! `callhook-sim demo` keeps to its own database and its own app unless told otherwise. Needs
+//! DATABASE_URL pointing at a server where new databases may be created, as the service's tests.
+//!
+//! Every database the demo writes into here has a name of this run's own: a fixed name would be
+//! shared by every checkout on the server, and a stale one (an older migration's checksum) fails
+//! the next run.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use sqlx::PgPool;
-
-use crate::helpers::database_url;
 
 const REAL_APP: &str = "real-app-key";
 const REAL_SECRET: &str = "real-app-secret-value";
 
-/// Runs `callhook demo` with `args`, configured for the test's database and a real app, as a
-/// production environment would be; returns the sessionIds it printed.
+/// The URL of the test's own database (the one `#[sqlx::test]` made), for the demo process:
+/// the server of `DATABASE_URL` with the test database's name.
+fn database_url(pool: &PgPool) -> String {
+    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for these tests");
+    let name = pool
+        .connect_options()
+        .get_database()
+        .expect("sqlx::test names the database")
+        .to_owned();
+    with_database(&server, &name)
+}
+
+/// A database name no other run uses.
+fn unique_name() -> String {
+    format!("callhook_demo_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Runs `callhook-sim demo` with `args` (options of the demo, or `--sim-config` before it),
+/// configured for the test's database and a real app, as a production environment would be;
+/// returns the sessionIds it printed.
 async fn demo(pool: &PgPool, args: &[&str]) -> Vec<String> {
     let output = tokio::time::timeout(
         Duration::from_secs(120),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"))
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook-sim"))
             .arg("demo")
             .args(args)
             .env("DATABASE_URL", database_url(pool))
@@ -67,36 +88,50 @@ async fn rows_in(pool: &PgPool) -> i64 {
     .unwrap()
 }
 
-fn with_database(pool: &PgPool, name: &str) -> String {
-    let mut url = reqwest::Url::parse(&database_url(pool)).unwrap();
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let mut url = reqwest::Url::parse(url).unwrap();
     url.set_path(name);
     url.to_string()
 }
 
-/// By default the demo writes into callhook_demo on the configured server, signs with its own
-/// app, and leaves the configured database alone.
-#[sqlx::test]
+async fn drop_database(pool: &PgPool, name: &str) {
+    sqlx::query(&format!(r#"drop database "{name}" with (force)"#))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+/// By default the demo writes into its own database (demo.database) on the configured server,
+/// signs with its own app, and leaves the configured database alone.
+#[sqlx::test(migrator = "callhook::store::MIGRATOR")]
 async fn the_demo_writes_into_its_own_database_with_its_own_app(pool: PgPool) {
-    let sessions = demo(&pool, &[]).await;
+    let name = unique_name();
+    let settings = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.toml"));
+    std::fs::write(&settings, format!("[demo]\ndatabase = \"{name}\"\n")).unwrap();
+
+    let sessions = demo(&pool, &["--sim-config", settings.to_str().unwrap()]).await;
 
     assert_eq!(
         rows_in(&pool).await,
         0,
         "nothing in the configured database"
     );
-    let apps = placed_apps(&with_database(&pool, "callhook_demo"), &sessions).await;
+    let apps = placed_apps(&with_database(&database_url(&pool), &name), &sessions).await;
     assert_eq!(
         apps,
         vec!["demo-app".to_owned(); 6],
         "placed as the demo app"
     );
+    drop_database(&pool, &name).await;
+    let _ = std::fs::remove_file(settings);
 }
 
 /// `--database-url` names another database, created if missing.
-#[sqlx::test]
+#[sqlx::test(migrator = "callhook::store::MIGRATOR")]
 async fn the_demo_writes_where_database_url_says(pool: PgPool) {
-    let name = format!("callhook_demo_{}", uuid::Uuid::new_v4().simple());
-    let url = with_database(&pool, &name);
+    let name = unique_name();
+    let url = with_database(&database_url(&pool), &name);
 
     let sessions = demo(&pool, &["--database-url", &url]).await;
 
@@ -106,14 +141,11 @@ async fn the_demo_writes_where_database_url_says(pool: PgPool) {
         "nothing in the configured database"
     );
     assert_eq!(placed_apps(&url, &sessions).await.len(), 6);
-    sqlx::query(&format!(r#"drop database "{name}" with (force)"#))
-        .execute(&pool)
-        .await
-        .unwrap();
+    drop_database(&pool, &name).await;
 }
 
 /// `--use-configured-database` writes into the configured database, still as the demo app.
-#[sqlx::test]
+#[sqlx::test(migrator = "callhook::store::MIGRATOR")]
 async fn the_demo_writes_into_the_configured_database_when_told_to(pool: PgPool) {
     let sessions = demo(&pool, &["--use-configured-database"]).await;
 

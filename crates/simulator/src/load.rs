@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpStream;
 
 use super::traffic::{Kind, Traffic};
-use crate::platform::{
+use callhook_platform::{
     signature::{DigestVariant, sign_callback},
     time::format_created,
 };
