@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    kpis::{CALLBACK_DELAY_BUCKETS, bucket_of},
+    kpis::{CALLBACK_DELAY_BUCKETS, CallbackDelay, EndedCall, bucket_of, pdd_seconds},
     platform::codes::{q850_meaning, state_meaning, ul_fail_meaning},
 };
 
@@ -113,6 +113,39 @@ pub struct CallRecord {
     /// The call's status events by callback delay: counts per bucket of
     /// `kpis::CALLBACK_DELAY_BUCKETS`; none when no event has a readable time.
     pub callback_delay_counts: Option<Vec<i32>>,
+}
+
+impl CallRecord {
+    /// This call as the call metrics count it when it has ended (`kpis`).
+    pub fn ended_call(&self) -> EndedCall {
+        EndedCall {
+            app_key: self.app_key.clone(),
+            scenario: self.scenario,
+            outcome: self.outcome,
+            ring_seconds: self.ring_seconds.map(f64::from),
+            talk_seconds: self
+                .talk_seconds
+                .filter(|_| self.outcome == "answered")
+                .map(f64::from),
+            pdd_seconds: pdd_seconds(self.a.callout_at, self.a.alerting_at),
+        }
+    }
+
+    /// A status event of this call that reached us at `received_at`, `event_at` being its
+    /// platform time.
+    pub fn callback_delay(
+        &self,
+        event_type: &'static str,
+        event_at: OffsetDateTime,
+        received_at: OffsetDateTime,
+    ) -> CallbackDelay {
+        CallbackDelay {
+            app_key: self.app_key.clone(),
+            scenario: self.scenario,
+            event_type,
+            seconds: (received_at - event_at).as_seconds_f64(),
+        }
+    }
 }
 
 /// Stage times of one leg.

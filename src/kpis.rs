@@ -1,5 +1,6 @@
 //! The voice KPIs, defined once for every place that shows them: the SQL of `store::kpis`
-//! (`GET /v1/kpis`, the console's KPI page) and the call metrics on `/metrics` (recorded here).
+//! (`GET /v1/kpis`, the console's KPI page) and the call metrics on `/metrics` (recorded by
+//! `metrics`, from the `Observations` a projection makes).
 //! The definitions, their sources and the PromQL are in docs/kpis.md.
 //!
 //! Which calls count: a call counts once it has ended (its outcome is no longer
@@ -18,12 +19,7 @@ use std::{collections::BTreeSet, sync::RwLock};
 
 use time::OffsetDateTime;
 
-use crate::{
-    calls::{CallRecord, Leg},
-    config::Config,
-    metrics as m,
-    store::calls::Refreshed,
-};
+use crate::config::Config;
 
 /// The outcome of a call that has not ended.
 pub const IN_PROGRESS: &str = "in_progress";
@@ -84,8 +80,11 @@ pub fn bucket_of(bounds: &[f64], value: f64) -> usize {
 
 /// Post-dial delay (after RFC 6076's session request delay): the first leg's first alerting
 /// minus its first callout. Unknown when either is missing or they are out of order.
-pub fn pdd_seconds(first_leg: &Leg) -> Option<f64> {
-    let (callout, alerting) = (first_leg.callout_at?, first_leg.alerting_at?);
+pub fn pdd_seconds(
+    first_callout: Option<OffsetDateTime>,
+    first_alerting: Option<OffsetDateTime>,
+) -> Option<f64> {
+    let (callout, alerting) = (first_callout?, first_alerting?);
     (alerting >= callout).then(|| (alerting - callout).as_seconds_f64())
 }
 
@@ -135,22 +134,6 @@ pub struct EndedCall {
     pub pdd_seconds: Option<f64>,
 }
 
-impl EndedCall {
-    pub fn of(record: &CallRecord) -> Self {
-        Self {
-            app_key: record.app_key.clone(),
-            scenario: record.scenario,
-            outcome: record.outcome,
-            ring_seconds: record.ring_seconds.map(f64::from),
-            talk_seconds: record
-                .talk_seconds
-                .filter(|_| record.outcome == "answered")
-                .map(f64::from),
-            pdd_seconds: pdd_seconds(&record.a),
-        }
-    }
-}
-
 /// A status event stored for the first time, and how long after its platform time it reached
 /// us.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,22 +142,6 @@ pub struct CallbackDelay {
     pub scenario: &'static str,
     pub event_type: &'static str,
     pub seconds: f64,
-}
-
-impl CallbackDelay {
-    pub fn new(
-        record: &CallRecord,
-        event_type: &'static str,
-        event_at: OffsetDateTime,
-        received_at: OffsetDateTime,
-    ) -> Self {
-        Self {
-            app_key: record.app_key.clone(),
-            scenario: record.scenario,
-            event_type,
-            seconds: (received_at - event_at).as_seconds_f64(),
-        }
-    }
 }
 
 /// What one committed projection adds to the call metrics. Recorded only after its
@@ -186,47 +153,8 @@ pub struct Observations {
 }
 
 impl Observations {
-    /// The calls that `refreshed` ended.
-    pub fn ended_in(refreshed: &[Refreshed]) -> Self {
-        Self {
-            ended: refreshed
-                .iter()
-                .filter(|call| call.ended_now())
-                .map(|call| EndedCall::of(&call.record))
-                .collect(),
-            callback_delays: Vec::new(),
-        }
-    }
-
     pub fn extend(&mut self, other: Self) {
         self.ended.extend(other.ended);
         self.callback_delays.extend(other.callback_delays);
-    }
-
-    pub fn record(&self) {
-        for call in &self.ended {
-            let labels = [
-                ("app_key", app_label(call.app_key.as_deref())),
-                ("scenario", call.scenario.to_owned()),
-                ("outcome", call.outcome.to_owned()),
-            ];
-            metrics::counter!(m::CALLS_ENDED_TOTAL, &labels).increment(1);
-            let observe = |name: &'static str, value: Option<f64>| {
-                if let Some(value) = value {
-                    metrics::histogram!(name, &labels).record(value);
-                }
-            };
-            observe(m::CALL_RING_SECONDS, call.ring_seconds);
-            observe(m::CALL_TALK_SECONDS, call.talk_seconds);
-            observe(m::CALL_PDD_SECONDS, call.pdd_seconds);
-        }
-        for delay in &self.callback_delays {
-            let labels = [
-                ("app_key", app_label(delay.app_key.as_deref())),
-                ("scenario", delay.scenario.to_owned()),
-                ("event_type", delay.event_type.to_owned()),
-            ];
-            metrics::histogram!(m::CALLBACK_DELAY_SECONDS, &labels).record(delay.seconds);
-        }
     }
 }

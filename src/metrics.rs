@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::kpis;
+use crate::kpis::{self, Observations, app_label};
 
 /// Callbacks answered, by `kind` (status, fee, unknown) and `outcome` (stored, duplicate,
 /// partial, rejected, unauthorized, unavailable, error).
@@ -258,4 +258,35 @@ fn describe() {
         DB_POOL_MAX_CONNECTIONS,
         "Configured maximum database pool size."
     );
+}
+
+/// The call metrics are recorded here, beside their names, from what a projection observed.
+impl Observations {
+    /// Records them; called once the projection's transaction has committed.
+    pub fn record(&self) {
+        for call in &self.ended {
+            let labels = [
+                ("app_key", app_label(call.app_key.as_deref())),
+                ("scenario", call.scenario.to_owned()),
+                ("outcome", call.outcome.to_owned()),
+            ];
+            metrics::counter!(CALLS_ENDED_TOTAL, &labels).increment(1);
+            let observe = |name: &'static str, value: Option<f64>| {
+                if let Some(value) = value {
+                    metrics::histogram!(name, &labels).record(value);
+                }
+            };
+            observe(CALL_RING_SECONDS, call.ring_seconds);
+            observe(CALL_TALK_SECONDS, call.talk_seconds);
+            observe(CALL_PDD_SECONDS, call.pdd_seconds);
+        }
+        for delay in &self.callback_delays {
+            let labels = [
+                ("app_key", app_label(delay.app_key.as_deref())),
+                ("scenario", delay.scenario.to_owned()),
+                ("event_type", delay.event_type.to_owned()),
+            ];
+            metrics::histogram!(CALLBACK_DELAY_SECONDS, &labels).record(delay.seconds);
+        }
+    }
 }

@@ -18,8 +18,8 @@ use uuid::Uuid;
 use super::{
     Routes,
     body::{BodyRead, read_limited},
+    callback_schema::{AnyCallback, CallbackAnswers, CallbackOutcome, XAksk},
     error::ApiError,
-    openapi::{AnyCallback, CallbackAnswers, CallbackOutcome, XAksk},
 };
 use crate::{
     config::{SignatureMode, SignedUrl},

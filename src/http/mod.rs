@@ -2,6 +2,8 @@
 
 pub mod api;
 mod body;
+/// The callback endpoints' request and answer schemas and the vocabulary of their answers.
+pub mod callback_schema;
 pub mod callbacks;
 pub mod console;
 pub mod error;

@@ -131,7 +131,7 @@ pub async fn project(
     sessions.sort_unstable();
     sessions.dedup();
     let refreshed = calls::refresh(&mut *tx, &sessions).await?;
-    let mut kpis = Observations::ended_in(&refreshed);
+    let mut kpis = calls::ended(&refreshed);
     if mode != Mode::Reproject {
         // Reprojection stores again events that were stored (and measured) before.
         kpis.callback_delays = callback_delays(&new_events, &inserted_events, &refreshed);
@@ -212,12 +212,7 @@ fn callback_delays(
         .filter_map(|new| {
             let event_at = parse_platform_time(new.event.info.timestamp.as_deref()?)?;
             let record = records.get(new.event.session_id.as_str())?;
-            Some(CallbackDelay::new(
-                record,
-                new.event.event_type.as_str(),
-                event_at,
-                new.received_at,
-            ))
+            Some(record.callback_delay(new.event.event_type.as_str(), event_at, new.received_at))
         })
         .collect()
 }

@@ -294,6 +294,18 @@ pub struct Refreshed {
     pub previous_outcome: Option<String>,
 }
 
+/// What the call metrics take from a projection's `refresh`: the calls it ended.
+pub fn ended(refreshed: &[Refreshed]) -> kpis::Observations {
+    kpis::Observations {
+        ended: refreshed
+            .iter()
+            .filter(|call| call.ended_now())
+            .map(|call| call.record.ended_call())
+            .collect(),
+        callback_delays: Vec::new(),
+    }
+}
+
 impl Refreshed {
     /// Whether this refresh ended the call: its row went from in progress (or none) to ended.
     /// Read under the call's lock, so of concurrent writers exactly one sees the change.

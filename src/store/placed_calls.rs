@@ -65,7 +65,7 @@ pub async fn record(pool: &sqlx::PgPool, call: &PlacedCall) -> Result<(), StoreE
     {
         // Usually the call has just begun; its callbacks can have been quicker, though.
         let refreshed = super::calls::refresh(&mut tx, std::slice::from_ref(session_id)).await?;
-        observations = Observations::ended_in(&refreshed);
+        observations = super::calls::ended(&refreshed);
     }
     tx.commit().await?;
     observations.record();
