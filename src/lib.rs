@@ -25,9 +25,9 @@ pub mod http;
 /// From callback to rows: the receipt (group commit, or the local spool), then the projector.
 pub mod ingest;
 /// The voice KPIs (ASR, NER, ACD, PDD, distributions): definitions shared by `store::kpis`
-/// and the call metrics, which are recorded here.
+/// and the call metrics (which `metrics` records from a projection's observations).
 pub mod kpis;
-/// Metric names and the Prometheus recorder.
+/// Metric names, the Prometheus recorder, and the recording of the call metrics.
 pub mod metrics;
 /// Wire formats, signatures and times of the platform: the `callhook-platform` crate
 /// (`crates/platform`), which has no I/O and depends on nothing of ours.
