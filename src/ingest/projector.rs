@@ -519,14 +519,14 @@ pub async fn reprocess_all(
     pool: &PgPool,
     mode: SignatureMode,
 ) -> Result<Vec<Reprocessed>, StoreError> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
+    let ids = sqlx::query_scalar!(
         "select id from raw_callbacks
          where outcome in ('rejected', 'partial', 'unrecognized', 'unauthorized')
            and not body_truncated and method = 'POST'
            and ($1 or signature_verdict = 'valid')
          order by id",
+        mode != SignatureMode::Enforce,
     )
-    .bind(mode != SignatureMode::Enforce)
     .fetch_all(pool)
     .await?;
     let mut done = Vec::with_capacity(ids.len());
@@ -569,17 +569,17 @@ pub async fn reproject(
         };
         after = last.id;
         let ids: Vec<Uuid> = receipts.iter().map(|r| r.id).collect();
-        let mut deleted: Vec<String> = sqlx::query_scalar(
+        let mut deleted = sqlx::query_scalar!(
             "delete from call_events where raw_callback_id = any($1) returning session_id",
+            &ids,
         )
-        .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
         deleted.extend(
-            sqlx::query_scalar::<_, String>(
+            sqlx::query_scalar!(
                 "delete from cdrs where raw_callback_id = any($1) returning session_id",
+                &ids,
             )
-            .bind(&ids)
             .fetch_all(&mut *tx)
             .await?,
         );

@@ -330,14 +330,14 @@ pub async fn refresh(
     if sessions.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query(
+    sqlx::query!(
         "select pg_advisory_xact_lock($1, k)
          from (select distinct abs(hashtext(s) % $3) as k from unnest($2::text[]) as s) as keys
          order by k",
+        CALL_LOCK_SPACE,
+        &sessions as &[&str],
+        CALL_LOCK_BUCKETS,
     )
-    .bind(CALL_LOCK_SPACE)
-    .bind(&sessions)
-    .bind(CALL_LOCK_BUCKETS)
     .execute(&mut *connection)
     .await?;
     let facts: Vec<Facts> = sqlx::query_as(FETCH_FACTS)
@@ -532,9 +532,10 @@ pub async fn horizon(executor: impl PgExecutor<'_>) -> Result<u64, StoreError> {
 
 /// The id the next transaction will get (`pg_snapshot_xmax`): no row is stamped this high yet.
 pub async fn next_xid(executor: impl PgExecutor<'_>) -> Result<u64, StoreError> {
-    let next: String = sqlx::query_scalar("select pg_snapshot_xmax(pg_current_snapshot())::text")
-        .fetch_one(executor)
-        .await?;
+    let next =
+        sqlx::query_scalar!(r#"select pg_snapshot_xmax(pg_current_snapshot())::text as "next!""#)
+            .fetch_one(executor)
+            .await?;
     xid_of(next)
 }
 

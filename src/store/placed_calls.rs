@@ -73,30 +73,28 @@ pub async fn record(pool: &sqlx::PgPool, call: &PlacedCall) -> Result<(), StoreE
 }
 
 pub async fn insert(executor: impl PgExecutor<'_>, call: &PlacedCall) -> Result<(), StoreError> {
-    sqlx::query(
+    sqlx::query!(
         "insert into placed_calls (id, operation, app_key, request, response, http_status,
              result_code, result_desc, session_id, user_data, outcome, error, attempts,
              requested_at, answered_at)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-    )
-    .bind(call.id)
-    .bind(call.operation)
-    .bind(&call.app_key)
-    .bind(Json(&call.request))
-    .bind(call.response.as_ref().map(Json))
-    .bind(
+        call.id,
+        call.operation,
+        call.app_key,
+        Json(&call.request) as _,
+        call.response.as_ref().map(Json) as _,
         call.http_status
             .map(|s| i16::try_from(s).unwrap_or(i16::MAX)),
+        call.result_code,
+        call.result_desc,
+        call.session_id,
+        call.user_data,
+        call.outcome.as_str(),
+        call.error,
+        i16::try_from(call.attempts).unwrap_or(i16::MAX),
+        call.requested_at,
+        call.answered_at,
     )
-    .bind(&call.result_code)
-    .bind(&call.result_desc)
-    .bind(&call.session_id)
-    .bind(&call.user_data)
-    .bind(call.outcome.as_str())
-    .bind(&call.error)
-    .bind(i16::try_from(call.attempts).unwrap_or(i16::MAX))
-    .bind(call.requested_at)
-    .bind(call.answered_at)
     .execute(executor)
     .await?;
     Ok(())
@@ -110,26 +108,34 @@ pub async fn recent_answers(
 ) -> Result<Vec<(OffsetDateTime, String)>, StoreError> {
     // requested_at bounds the scan through its index; an answer comes well within the hour
     // after its request (timeouts, retries and backoff included).
-    let answers = sqlx::query_as(
-        "select answered_at, result_code from placed_calls
+    let answers = sqlx::query!(
+        r#"select answered_at as "answered_at!", result_code as "result_code!" from placed_calls
          where requested_at > now() - make_interval(secs => $1) - interval '1 hour'
            and answered_at > now() - make_interval(secs => $1)
            and result_code is not null
-         order by answered_at",
+         order by answered_at"#,
+        within.as_secs_f64(),
     )
-    .bind(within.as_secs_f64())
     .fetch_all(pool)
     .await?;
-    Ok(answers)
+    Ok(answers
+        .into_iter()
+        .map(|answer| (answer.answered_at, answer.result_code))
+        .collect())
 }
 
 /// How many operations `placed_calls` holds, by `(operation, outcome)`.
 pub async fn counts(
     executor: impl PgExecutor<'_>,
 ) -> Result<Vec<(String, String, i64)>, StoreError> {
-    Ok(sqlx::query_as(
-        "select operation, outcome, count(*) from placed_calls group by operation, outcome",
+    let counts = sqlx::query!(
+        r#"select operation, outcome, count(*) as "count!"
+           from placed_calls group by operation, outcome"#
     )
     .fetch_all(executor)
-    .await?)
+    .await?;
+    Ok(counts
+        .into_iter()
+        .map(|row| (row.operation, row.outcome, row.count))
+        .collect())
 }
