@@ -2,7 +2,7 @@
 //! statement (UNNEST over column arrays), and re-pushed CDRs are skipped by the
 //! `(session_id, dedup_key)` unique constraint.
 
-use std::{cell::RefCell, sync::LazyLock};
+use std::sync::LazyLock;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    StoreError, non_empty, read_time,
+    StoreError, TimeReader,
     table::{self, table},
 };
 use crate::platform::callback::FeeRecord;
@@ -39,41 +39,41 @@ table! {
             = |c| c.record.info.fwd_dst_num.as_deref(),
         #[serde(with = "time::serde::rfc3339::option")]
         pub fwd_start_time: Option<OffsetDateTime> as Option<OffsetDateTime>
-            = |c| c.time("fwdStartTime", &c.record.info.fwd_start_time),
+            = |c| c.times.read("fwdStartTime", &c.record.info.fwd_start_time),
         #[serde(with = "time::serde::rfc3339::option")]
         pub fwd_alerting_time: Option<OffsetDateTime> as Option<OffsetDateTime>
-            = |c| c.time("fwdAlertingTime", &c.record.info.fwd_alerting_time),
+            = |c| c.times.read("fwdAlertingTime", &c.record.info.fwd_alerting_time),
         #[serde(with = "time::serde::rfc3339::option")]
         pub fwd_answer_time: Option<OffsetDateTime> as Option<OffsetDateTime>
-            = |c| c.time("fwdAnswerTime", &c.record.info.fwd_answer_time),
+            = |c| c.times.read("fwdAnswerTime", &c.record.info.fwd_answer_time),
         #[serde(with = "time::serde::rfc3339::option")]
         pub call_end_time: Option<OffsetDateTime> as Option<OffsetDateTime>
-            = |c| c.time("callEndTime", &c.record.info.call_end_time),
+            = |c| c.times.read("callEndTime", &c.record.info.call_end_time),
         pub fwd_unasw_rsn: Option<i32> as Option<i32> = |c| c.record.info.fwd_unasw_rsn,
         #[serde(with = "time::serde::rfc3339::option")]
         pub fail_time: Option<OffsetDateTime> as Option<OffsetDateTime>
-            = |c| c.time("failTime", &c.record.info.fail_time),
+            = |c| c.times.read("failTime", &c.record.info.fail_time),
         pub ul_fail_reason: Option<i32> as Option<i32> = |c| c.record.info.ul_fail_reason,
         pub sip_status_code: Option<i32> as Option<i32> = |c| c.record.info.sip_status_code,
         #[serde(with = "time::serde::rfc3339::option")]
         pub call_out_start_time: Option<OffsetDateTime> as Option<OffsetDateTime>
-            = |c| c.time("callOutStartTime", &c.record.info.call_out_start_time),
+            = |c| c.times.read("callOutStartTime", &c.record.info.call_out_start_time),
         #[serde(with = "time::serde::rfc3339::option")]
         pub call_out_alerting_time: Option<OffsetDateTime> as Option<OffsetDateTime>
-            = |c| c.time("callOutAlertingTime", &c.record.info.call_out_alerting_time),
+            = |c| c.times.read("callOutAlertingTime", &c.record.info.call_out_alerting_time),
         #[serde(with = "time::serde::rfc3339::option")]
         pub call_out_answer_time: Option<OffsetDateTime> as Option<OffsetDateTime>
-            = |c| c.time("callOutAnswerTime", &c.record.info.call_out_answer_time),
+            = |c| c.times.read("callOutAnswerTime", &c.record.info.call_out_answer_time),
         pub call_out_unasw_rsn: Option<i32> as Option<i32> = |c| c.record.info.call_out_unasw_rsn,
         #[serde(with = "time::serde::rfc3339::option")]
         pub dyn_ivr_start_time: Option<OffsetDateTime> as Option<OffsetDateTime>
-            = |c| c.time("dynIVRStartTime", &c.record.info.dyn_ivr_start_time),
+            = |c| c.times.read("dynIVRStartTime", &c.record.info.dyn_ivr_start_time),
         pub dyn_ivr_path: Option<String> as Option<&'a str>
             = |c| c.record.info.dyn_ivr_path.as_deref(),
         pub record_flag: Option<i32> as Option<i32> = |c| c.record.info.record_flag,
         #[serde(with = "time::serde::rfc3339::option")]
         pub record_start_time: Option<OffsetDateTime> as Option<OffsetDateTime>
-            = |c| c.time("recordStartTime", &c.record.info.record_start_time),
+            = |c| c.times.read("recordStartTime", &c.record.info.record_start_time),
         pub record_object_name: Option<String> as Option<&'a str>
             = |c| c.record.info.record_object_name.as_deref(),
         pub record_bucket_name: Option<String> as Option<&'a str>
@@ -91,7 +91,7 @@ table! {
         /// Time fields that were present but unreadable, `{"<wire name>": "<raw>"}`. Taken after
         /// the time fields above, which gather them.
         pub unparsed_times: Option<Value> as Option<Json<Map<String, Value>>>
-            = |c| non_empty(c.unparsed.take()),
+            = |c| c.times.unparsed(),
         /// FeeInfo fields the spec does not list, as received.
         pub extra: Option<Value> as Option<Json<&'a Map<String, Value>>>
             = |c| (!c.record.info.extra.is_empty()).then_some(Json(&c.record.info.extra)),
@@ -113,13 +113,7 @@ struct Prepared<'a> {
     raw_callback_id: Uuid,
     received_at: OffsetDateTime,
     record: &'a FeeRecord,
-    unparsed: RefCell<Map<String, Value>>,
-}
-
-impl Prepared<'_> {
-    fn time(&self, wire_name: &str, raw: &Option<String>) -> Option<OffsetDateTime> {
-        read_time(wire_name, raw.as_deref(), &mut self.unparsed.borrow_mut())
-    }
+    times: TimeReader,
 }
 
 /// `insert into cdrs (…) select … from unnest(…)`, skipping re-pushed CDRs.
@@ -159,7 +153,7 @@ pub async fn insert(
             raw_callback_id: cdr.raw_callback_id,
             received_at: cdr.received_at,
             record: cdr.record,
-            unparsed: RefCell::default(),
+            times: TimeReader::default(),
         });
     }
     let arguments = arrays.into_arguments().map_err(table::encode_failed)?;

@@ -1,6 +1,6 @@
 //! `call_events`: one row per status event, its columns defined once ([`EventRow`]).
 
-use std::{cell::RefCell, sync::LazyLock};
+use std::sync::LazyLock;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    StoreError, non_empty, read_time,
+    StoreError, TimeReader,
     table::{self, table},
 };
 use crate::platform::callback::StatusEvent;
@@ -27,7 +27,7 @@ table! {
         pub session_id: String as &'a str = |e| e.new.event.session_id.as_str(),
         #[serde(with = "time::serde::rfc3339::option")]
         pub event_at: Option<OffsetDateTime> as Option<OffsetDateTime>
-            = |e| e.time("timestamp", &e.new.event.info.timestamp),
+            = |e| e.times.read("timestamp", &e.new.event.info.timestamp),
         pub caller: Option<String> as Option<&'a str> = |e| e.new.event.info.caller.as_deref(),
         pub called: Option<String> as Option<&'a str> = |e| e.new.event.info.called.as_deref(),
         pub user_data: Option<String> as Option<&'a str>
@@ -44,7 +44,7 @@ table! {
         /// Time fields that were present but unreadable, `{"<wire name>": "<raw>"}`. Taken
         /// after the time fields above, which gather them.
         pub unparsed_times: Option<Value> as Option<Json<Map<String, Value>>>
-            = |e| non_empty(e.unparsed.take()),
+            = |e| e.times.unparsed(),
         /// Fields the spec does not list, as received.
         pub extra: Option<Value> as Option<Json<&'a Map<String, Value>>>
             = |e| (!e.new.event.info.extra.is_empty()).then_some(Json(&e.new.event.info.extra)),
@@ -59,13 +59,7 @@ table! {
 /// An event on its way into the arrays; its unreadable time is gathered for `unparsed_times`.
 struct Prepared<'a> {
     new: &'a NewEvent<'a>,
-    unparsed: RefCell<Map<String, Value>>,
-}
-
-impl Prepared<'_> {
-    fn time(&self, wire_name: &str, raw: &Option<String>) -> Option<OffsetDateTime> {
-        read_time(wire_name, raw.as_deref(), &mut self.unparsed.borrow_mut())
-    }
+    times: TimeReader,
 }
 
 /// `insert into call_events (…) select … from unnest(…)`, skipping redelivered events.
@@ -101,7 +95,7 @@ pub async fn insert(
     for new in order {
         arrays.push(&Prepared {
             new,
-            unparsed: RefCell::default(),
+            times: TimeReader::default(),
         });
     }
     let arguments = arrays.into_arguments().map_err(table::encode_failed)?;

@@ -199,6 +199,22 @@ pub(crate) fn read_time(
     parsed
 }
 
+/// Reads the platform time fields of one row as its columns are taken, and gathers those present
+/// but unreadable for its `unparsed_times` column, which is taken after them.
+#[derive(Default)]
+pub(crate) struct TimeReader(std::cell::RefCell<Map<String, Value>>);
+
+impl TimeReader {
+    pub(crate) fn read(&self, wire_name: &str, raw: &Option<String>) -> Option<OffsetDateTime> {
+        read_time(wire_name, raw.as_deref(), &mut self.0.borrow_mut())
+    }
+
+    /// The unreadable times read so far, as the `unparsed_times` value.
+    pub(crate) fn unparsed(&self) -> Option<sqlx::types::Json<Map<String, Value>>> {
+        non_empty(self.0.take())
+    }
+}
+
 /// A JSON object as a nullable jsonb: nothing to say is stored as NULL.
 pub(crate) fn non_empty(map: Map<String, Value>) -> Option<sqlx::types::Json<Map<String, Value>>> {
     (!map.is_empty()).then_some(sqlx::types::Json(map))

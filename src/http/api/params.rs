@@ -474,6 +474,16 @@ impl RefusedParams {
                 .map(|o| o.receipt_outcome().as_str().to_owned()),
         }
     }
+
+    /// Where the page starts: after the (received_at, id) its cursor names.
+    pub fn after(&self) -> Result<Option<(OffsetDateTime, uuid::Uuid)>, ApiError> {
+        let Some(cursor) = self.cursor.as_deref() else {
+            return Ok(None);
+        };
+        let (at, id) = decode_cursor(CursorKind::Refused, cursor)?;
+        let id = uuid::Uuid::parse_str(&id).map_err(|_| invalid_cursor())?;
+        Ok(Some((at, id)))
+    }
 }
 
 #[cfg(test)]

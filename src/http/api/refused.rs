@@ -11,10 +11,7 @@ use uuid::Uuid;
 
 use super::{
     auth::ApiCaller,
-    params::{
-        CursorKind, RefusedParams, decode_cursor, encode_cursor, finish_page, invalid_cursor,
-        page_limit, parse_query,
-    },
+    params::{CursorKind, RefusedParams, encode_cursor, finish_page, page_limit, parse_query},
     view::{RawCallbackView, RefusedPage, ReprocessAllView, ReprocessedView},
 };
 use crate::{
@@ -48,14 +45,7 @@ pub async fn list(
 ) -> Result<Json<RefusedPage>, ApiError> {
     let params: RefusedParams = parse_query(&uri)?;
     let limit = page_limit(params.limit, &state.config.api)?;
-    let after = match params.cursor.as_deref() {
-        Some(cursor) => {
-            let (at, id) = decode_cursor(CursorKind::Refused, cursor)?;
-            let id = Uuid::parse_str(&id).map_err(|_| invalid_cursor())?;
-            Some((at, id))
-        }
-        None => None,
-    };
+    let after = params.after()?;
     let mut rows = read::refused(
         &state.pool,
         &params.filter(),

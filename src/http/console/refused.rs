@@ -4,7 +4,6 @@
 
 use axum::{extract::State, http::Uri};
 use maud::{Markup, html};
-use uuid::Uuid;
 
 use super::{
     PageError, PageResult, Viewer,
@@ -17,8 +16,7 @@ use crate::{
     http::{
         api::{
             params::{
-                CursorKind, RefusedOutcome, RefusedParams, decode_cursor, encode_cursor,
-                finish_page, invalid_cursor, parse_query,
+                CursorKind, RefusedOutcome, RefusedParams, encode_cursor, finish_page, parse_query,
             },
             view::RawCallbackView,
         },
@@ -38,16 +36,7 @@ pub async fn page(State(state): State<AppState>, Viewer(viewer): Viewer, uri: Ur
         )));
     }
     let limit = state.config.console.rows as usize;
-    let after = match params.cursor.as_deref() {
-        Some(cursor) => {
-            let (at, id) = decode_cursor(CursorKind::Refused, cursor).map_err(fail)?;
-            Some((
-                at,
-                Uuid::parse_str(&id).map_err(|_| fail(invalid_cursor()))?,
-            ))
-        }
-        None => None,
-    };
+    let after = params.after().map_err(fail)?;
     let mut rows = read::refused(
         &state.pool,
         &params.filter(),
