@@ -4,6 +4,28 @@
 //! A column renamed or added in one place is renamed or added in all of them; the migration is
 //! the other half, checked against `COLUMNS` by the tests (`tests/api/migrations.rs`).
 
+/// Declares a row type read by name (`sqlx::FromRow`) and its `COLUMNS` (in the order of the
+/// struct; the CSV header of exports), for `table!` and for reads of a part of a table, whose
+/// select list is the struct's fields.
+macro_rules! columns {
+    (
+        $(#[$meta:meta])*
+        pub struct $row:ident {
+            $( $(#[$field_meta:meta])* pub $column:ident : $ty:ty ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $row {
+            $( $(#[$field_meta])* pub $column: $ty, )+
+        }
+
+        impl $row {
+            /// The columns read, in the order of the struct.
+            pub const COLUMNS: &'static [&'static str] = &[$( stringify!($column) ),+];
+        }
+    };
+}
+
 /// Declares a row type and the column arrays that write it.
 ///
 /// ```text
@@ -22,9 +44,8 @@
 ///
 /// A field with `as ArrayElement = |source| value` is written: its value is taken from each
 /// source row with the closure's body, in field order, and its SQL type is the one sqlx gives
-/// the element. Fields without it are read only (set by the
-/// database). The `written … { }` list holds columns that are written but not part of the row
-/// type (internal keys).
+/// the element. Fields without it are read only (set by the database). The `written … { }` list
+/// holds columns that are written but not part of the row type (internal keys).
 macro_rules! table {
     (
         $(#[$meta:meta])*
@@ -40,17 +61,14 @@ macro_rules! table {
             $(,)?
         }
     ) => {
-        $(#[$meta])*
-        pub struct $row {
-            $( $(#[$field_meta])* pub $column: $ty, )+
+        $crate::store::table::columns! {
+            $(#[$meta])*
+            pub struct $row {
+                $( $(#[$field_meta])* pub $column: $ty ),+
+            }
         }
 
-        impl $row {
-            /// The columns as read, in the order of the struct (and of the CSV export).
-            pub const COLUMNS: &'static [&'static str] = &[$( stringify!($column) ),+];
-        }
-
-        /// One array per written column, in the order of [`Self::WRITTEN`].
+        /// One array per written column, in the order of `written()`.
         struct $arrays $(<$lt>)? {
             $( $( $column: Vec<$element>, )? )+
             $( $hidden: Vec<$hidden_element>, )*
@@ -95,27 +113,6 @@ macro_rules! table {
                 $( arguments.add::<Vec<$hidden_element>>(self.$hidden)?; )*
                 Ok(arguments)
             }
-        }
-    };
-}
-
-/// Declares a row type read by name (`sqlx::FromRow`) and its `COLUMNS`, for reads of a part
-/// of a table: the select list is the struct's fields.
-macro_rules! columns {
-    (
-        $(#[$meta:meta])*
-        pub struct $row:ident {
-            $( $(#[$field_meta:meta])* pub $column:ident : $ty:ty ),+ $(,)?
-        }
-    ) => {
-        $(#[$meta])*
-        pub struct $row {
-            $( $(#[$field_meta])* pub $column: $ty, )+
-        }
-
-        impl $row {
-            /// The columns read, in the order of the struct.
-            pub const COLUMNS: &'static [&'static str] = &[$( stringify!($column) ),+];
         }
     };
 }
