@@ -14,7 +14,11 @@ use uuid::Uuid;
 
 use crate::{
     kpis::{CALLBACK_DELAY_BUCKETS, CallbackDelay, EndedCall, bucket_of, pdd_seconds},
-    platform::codes::{q850_meaning, state_meaning, ul_fail_meaning},
+    platform::{
+        callback::{FeeRecord, StatusEvent},
+        codes::{q850_meaning, state_meaning, ul_fail_meaning},
+        time::parse_platform_time,
+    },
 };
 
 /// Every `calls.scenario` (the column's CHECK constraint lists the same).
@@ -60,6 +64,58 @@ pub struct CdrFact {
     pub record_domain: Option<String>,
     pub record_file_download_url: Option<String>,
     pub received_at: OffsetDateTime,
+}
+
+impl EventFact {
+    /// The fact of an event as `call_events` stores it (its time read as the insert reads it),
+    /// for the projector, which holds the events it has just stored and need not read them back.
+    pub fn stored_from(event: &StatusEvent, received_at: OffsetDateTime) -> Self {
+        let info = &event.info;
+        Self {
+            event_type: event.event_type.as_str().to_owned(),
+            event_at: info.timestamp.as_deref().and_then(parse_platform_time),
+            caller: info.caller.clone(),
+            called: info.called.clone(),
+            user_data: info.user_data.clone(),
+            party_type: info.party_type.clone(),
+            state_code: info.state_code,
+            digit_info: info.digit_info.clone(),
+            fingerprint: event.fingerprint.to_vec(),
+            received_at,
+        }
+    }
+}
+
+impl CdrFact {
+    /// The fact of a CDR as `cdrs` stores it, for the projector (as `EventFact::stored_from`).
+    pub fn stored_from(record: &FeeRecord, received_at: OffsetDateTime) -> Self {
+        let info = &record.info;
+        let time = |raw: &Option<String>| raw.as_deref().and_then(parse_platform_time);
+        Self {
+            app_key: info.app_key.clone(),
+            bind_num: info.bind_num.clone(),
+            caller_num: info.caller_num.clone(),
+            callee_num: info.callee_num.clone(),
+            fwd_dst_num: info.fwd_dst_num.clone(),
+            user_data: info.user_data.clone(),
+            service_type: info.service_type.clone(),
+            call_out_start_time: time(&info.call_out_start_time),
+            call_out_alerting_time: time(&info.call_out_alerting_time),
+            call_out_answer_time: time(&info.call_out_answer_time),
+            fwd_alerting_time: time(&info.fwd_alerting_time),
+            fwd_answer_time: time(&info.fwd_answer_time),
+            call_end_time: time(&info.call_end_time),
+            call_out_unasw_rsn: info.call_out_unasw_rsn,
+            fwd_unasw_rsn: info.fwd_unasw_rsn,
+            ul_fail_reason: info.ul_fail_reason,
+            sip_status_code: info.sip_status_code,
+            record_flag: info.record_flag,
+            record_object_name: info.record_object_name.clone(),
+            record_domain: info.record_domain.clone(),
+            record_file_download_url: info.record_file_download_url.clone(),
+            received_at,
+        }
+    }
 }
 
 /// An accepted call we placed (placed_calls), with the numbers it asked for.

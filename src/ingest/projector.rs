@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::{fee_disposition, receipts::Durability, wire_error_json};
 use crate::{
-    calls::CallRecord,
+    calls::{CallRecord, CdrFact, EventFact},
     config::{ProjectorConfig, SignatureMode},
     kpis::{CallbackDelay, Observations},
     metrics as m,
@@ -38,7 +38,7 @@ use crate::{
     },
     store::{
         StoreError, calls,
-        cdrs::{self, NewCdr},
+        cdrs::{self, NewCdr, StoredCdr},
         events::{self, NewEvent},
         raw::{self, KeptReceipt, OutcomeColumn, Projected, ReceiptOutcome},
     },
@@ -106,12 +106,14 @@ pub async fn project(
             Err(_) => {}
         }
     }
-    let inserted_events: HashSet<Vec<u8>> = if new_events.is_empty() {
-        HashSet::new()
+    // Fingerprint → row id of the events this batch stored.
+    let inserted_events: HashMap<Vec<u8>, i64> = if new_events.is_empty() {
+        HashMap::new()
     } else {
         events::insert(&mut *tx, &new_events)
             .await?
             .into_iter()
+            .map(|(id, fingerprint)| (fingerprint, id))
             .collect()
     };
     let inserted_cdrs = if new_cdrs.is_empty() {
@@ -120,17 +122,13 @@ pub async fn project(
         cdrs::insert(&mut *tx, &new_cdrs).await?
     };
 
+    let held = held_facts(&new_events, &inserted_events, &new_cdrs, &inserted_cdrs);
     let mut sessions = also_refresh;
-    sessions.extend(inserted_cdrs.iter().map(|(_, session)| session.clone()));
-    sessions.extend(
-        new_events
-            .iter()
-            .filter(|new| inserted_events.contains(&new.event.fingerprint[..]))
-            .map(|new| new.event.session_id.clone()),
-    );
+    sessions.extend(held.events.iter().map(|(_, session, _)| session.clone()));
+    sessions.extend(inserted_cdrs.iter().map(|cdr| cdr.session_id.clone()));
     sessions.sort_unstable();
     sessions.dedup();
-    let refreshed = calls::refresh(&mut *tx, &sessions).await?;
+    let refreshed = calls::refresh(&mut *tx, &sessions, held).await?;
     let mut kpis = calls::ended(&refreshed);
     if mode != Mode::Reproject {
         // Reprojection stores again events that were stored (and measured) before.
@@ -145,7 +143,7 @@ pub async fn project(
             Ok(Callback::Status(event)) => {
                 let fingerprint = &event.fingerprint[..];
                 let stored =
-                    inserted_events.contains(fingerprint) && claimed_events.insert(fingerprint);
+                    inserted_events.contains_key(fingerprint) && claimed_events.insert(fingerprint);
                 let outcome = if stored {
                     ReceiptOutcome::Stored
                 } else {
@@ -156,7 +154,7 @@ pub async fn project(
             Ok(Callback::Fee(batch)) => {
                 let stored = inserted_cdrs
                     .iter()
-                    .filter(|(raw_id, _)| *raw_id == receipt.id)
+                    .filter(|cdr| cdr.raw_callback_id == receipt.id)
                     .count();
                 fee_disposition(batch, stored as u64)
             }
@@ -191,11 +189,59 @@ pub async fn project(
     })
 }
 
+/// The facts this batch stored, as it stored them, for `calls::refresh`: of equal events or of
+/// CDRs with one key, the first (in receipt order) is the one the insert kept.
+fn held_facts(
+    new_events: &[NewEvent<'_>],
+    inserted_events: &HashMap<Vec<u8>, i64>,
+    new_cdrs: &[NewCdr<'_>],
+    inserted_cdrs: &[StoredCdr],
+) -> calls::Held {
+    let mut held = calls::Held::default();
+    let mut taken: HashSet<&[u8]> = HashSet::new();
+    for new in new_events {
+        let fingerprint = &new.event.fingerprint[..];
+        if let Some(id) = inserted_events.get(fingerprint)
+            && taken.insert(fingerprint)
+        {
+            held.events.push((
+                *id,
+                new.event.session_id.clone(),
+                EventFact::stored_from(new.event, new.received_at),
+            ));
+        }
+    }
+    let mut first: HashMap<(Uuid, &str, &str), &NewCdr<'_>> = HashMap::new();
+    for new in new_cdrs {
+        let key = (
+            new.raw_callback_id,
+            new.record.session_id.as_str(),
+            new.record.dedup_key.as_str(),
+        );
+        first.entry(key).or_insert(new);
+    }
+    for stored in inserted_cdrs {
+        let key = (
+            stored.raw_callback_id,
+            stored.session_id.as_str(),
+            stored.dedup_key.as_str(),
+        );
+        if let Some(new) = first.get(&key) {
+            held.cdrs.push((
+                stored.id,
+                stored.session_id.clone(),
+                CdrFact::stored_from(new.record, new.received_at),
+            ));
+        }
+    }
+    held
+}
+
 /// The delay of each status event stored for the first time (once, however many receipts of
 /// the batch carried it), labelled as its call now is.
 fn callback_delays(
     new_events: &[NewEvent<'_>],
-    inserted: &HashSet<Vec<u8>>,
+    inserted: &HashMap<Vec<u8>, i64>,
     refreshed: &[calls::Refreshed],
 ) -> Vec<CallbackDelay> {
     let records: HashMap<&str, &CallRecord> = refreshed
@@ -207,7 +253,7 @@ fn callback_delays(
         .iter()
         .filter(|new| {
             let fingerprint = &new.event.fingerprint[..];
-            inserted.contains(fingerprint) && measured.insert(fingerprint)
+            inserted.contains_key(fingerprint) && measured.insert(fingerprint)
         })
         .filter_map(|new| {
             let event_at = parse_platform_time(new.event.info.timestamp.as_deref()?)?;

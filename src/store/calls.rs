@@ -9,6 +9,10 @@
 //! writes anyway, not a second write. Readers ([`changed_after`]) take the rows stamped below
 //! their snapshot's horizon; docs/stream.md shows why that never skips a change.
 //!
+//! Facts: the caller hands over what it has just stored in its transaction (`Held`), and only
+//! the call's other facts are read; a test recomputes every row from the stored facts alone and
+//! finds the same rows.
+//!
 //! Concurrency: the affected calls are locked first, and only then are the facts read. Under
 //! READ COMMITTED each statement sees what committed before it, so the writer that waited sees
 //! the other's facts and its recomputation includes them. The locks are transaction-scoped
@@ -17,7 +21,7 @@
 //! version in ten indexes). They are taken in key order, so two writers cannot deadlock, even
 //! when two sessionIds share a hash.
 
-use std::sync::LazyLock;
+use std::{collections::HashMap, sync::LazyLock};
 
 use serde::Serialize;
 use sqlx::{Arguments as _, PgConnection, PgExecutor, Row, types::Uuid};
@@ -135,6 +139,7 @@ struct Facts {
     digit_info: Option<Vec<Option<String>>>,
     fingerprint: Option<Vec<Vec<u8>>>,
     event_received_at: Option<Vec<OffsetDateTime>>,
+    cdr_id: Option<i64>,
     cdr_received_at: Option<OffsetDateTime>,
     app_key: Option<String>,
     bind_num: Option<String>,
@@ -168,12 +173,14 @@ struct Facts {
     previous_outcome: Option<String>,
 }
 
-// One CDR per call (spec §1.4); should a session ever carry more, the latest end wins.
+// One CDR per call (spec §1.4); should a session ever carry more, the latest end wins (and
+// `best_cdr` applies the same order to what the projection holds). The rows the projection has
+// just stored ($2: events, $3: CDRs) are not read back: it holds them (`Held`).
 const FETCH_FACTS: &str = "
 select s as session_id,
        e.event_type, e.event_at, e.event_caller, e.event_called, e.event_user_data, e.party_type,
        e.state_code, e.digit_info, e.fingerprint, e.event_received_at,
-       c.received_at as cdr_received_at, c.app_key, c.bind_num, c.caller_num, c.callee_num, c.fwd_dst_num,
+       c.id as cdr_id, c.received_at as cdr_received_at, c.app_key, c.bind_num, c.caller_num, c.callee_num, c.fwd_dst_num,
        c.user_data as cdr_user_data, c.service_type, c.call_out_start_time, c.call_out_alerting_time,
        c.call_out_answer_time, c.fwd_alerting_time, c.fwd_answer_time, c.call_end_time, c.call_out_unasw_rsn,
        c.fwd_unasw_rsn, c.ul_fail_reason, c.sip_status_code, c.record_flag, c.record_object_name,
@@ -191,10 +198,11 @@ left join lateral (
            array_agg(party_type) as party_type, array_agg(state_code) as state_code,
            array_agg(digit_info) as digit_info, array_agg(fingerprint) as fingerprint,
            array_agg(received_at) as event_received_at
-    from call_events where session_id = s
+    from call_events where session_id = s and id <> all($2::int8[])
 ) e on true
 left join lateral (
-    select * from cdrs where session_id = s order by call_end_time desc nulls last, id limit 1
+    select * from cdrs where session_id = s and id <> all($3::int8[])
+    order by call_end_time desc nulls last, id limit 1
 ) c on true
 left join lateral (
     select * from placed_calls
@@ -318,11 +326,34 @@ impl Refreshed {
     }
 }
 
-/// Recomputes the `calls` rows of `sessions` from everything stored about them: three
-/// statements however many calls. Returns the rows written.
+/// Facts the caller has just stored in this transaction, as they were stored: `refresh` takes
+/// them as they are instead of reading them back. Each is `(row id, session_id, fact)`.
+#[derive(Debug, Default)]
+pub struct Held {
+    pub events: Vec<(i64, String, EventFact)>,
+    pub cdrs: Vec<(i64, String, CdrFact)>,
+}
+
+/// Of a call's CDRs `(row id, fact)`, the one its row is computed from: the latest end (an
+/// unknown end last), then the lowest id, the order of `FETCH_FACTS`.
+fn best_cdr(cdrs: impl IntoIterator<Item = (i64, CdrFact)>) -> Option<CdrFact> {
+    cdrs.into_iter()
+        .min_by_key(|(id, cdr)| {
+            (
+                cdr.call_end_time.is_none(),
+                std::cmp::Reverse(cdr.call_end_time),
+                *id,
+            )
+        })
+        .map(|(_, cdr)| cdr)
+}
+
+/// Recomputes the `calls` rows of `sessions` from everything stored about them, `held` facts
+/// included: three statements however many calls. Returns the rows written.
 pub async fn refresh(
     connection: &mut PgConnection,
     sessions: &[String],
+    held: Held,
 ) -> Result<Vec<Refreshed>, StoreError> {
     let mut sessions: Vec<&str> = sessions.iter().map(String::as_str).collect();
     sessions.sort_unstable();
@@ -340,14 +371,34 @@ pub async fn refresh(
     )
     .execute(&mut *connection)
     .await?;
+    let held_event_ids: Vec<i64> = held.events.iter().map(|(id, _, _)| *id).collect();
+    let held_cdr_ids: Vec<i64> = held.cdrs.iter().map(|(id, _, _)| *id).collect();
     let facts: Vec<Facts> = sqlx::query_as(FETCH_FACTS)
         .bind(&sessions)
+        .bind(&held_event_ids)
+        .bind(&held_cdr_ids)
         .fetch_all(&mut *connection)
         .await?;
+    let mut held_events: HashMap<String, Vec<EventFact>> = HashMap::new();
+    for (_, session_id, event) in held.events {
+        held_events.entry(session_id).or_default().push(event);
+    }
+    let mut held_cdrs: HashMap<String, Vec<(i64, CdrFact)>> = HashMap::new();
+    for (id, session_id, cdr) in held.cdrs {
+        held_cdrs.entry(session_id).or_default().push((id, cdr));
+    }
     let refreshed: Vec<Refreshed> = facts
         .into_iter()
         .map(|mut facts| {
-            let (events, cdr, placed) = (facts.events(), facts.cdr(), facts.placed());
+            let mut events = facts.events();
+            events.extend(held_events.remove(&facts.session_id).unwrap_or_default());
+            let stored_cdr = facts.cdr_id.zip(facts.cdr());
+            let cdr = best_cdr(
+                stored_cdr
+                    .into_iter()
+                    .chain(held_cdrs.remove(&facts.session_id).unwrap_or_default()),
+            );
+            let placed = facts.placed();
             Refreshed {
                 record: project(&facts.session_id, &events, cdr.as_ref(), placed.as_ref()),
                 previous_outcome: facts.previous_outcome.take(),

@@ -122,7 +122,7 @@ static INSERT_CDRS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into cdrs ({}) select {} from {}
          on conflict (session_id, dedup_key) do nothing
-         returning raw_callback_id, session_id",
+         returning id, raw_callback_id, session_id, dedup_key",
         table::names(&written),
         table::names(&written),
         table::unnest(&written),
@@ -136,12 +136,22 @@ pub struct NewCdr<'a> {
     pub record: &'a FeeRecord,
 }
 
-/// Stores CDRs in one statement; returns (request, session) of those that were new (the rest
-/// were already there). Rows go in key order, so two writers never wait on each other in a cycle.
+/// A CDR `insert` stored (it was not there yet).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredCdr {
+    pub id: i64,
+    pub raw_callback_id: Uuid,
+    pub session_id: String,
+    pub dedup_key: String,
+}
+
+/// Stores CDRs in one statement; returns those that were new (the rest were already there).
+/// Rows go in key order, so two writers never wait on each other in a cycle; of two CDRs with
+/// one key in `new`, the first is the one stored.
 pub async fn insert(
     connection: &mut PgConnection,
     new: &[NewCdr<'_>],
-) -> Result<Vec<(Uuid, String)>, StoreError> {
+) -> Result<Vec<StoredCdr>, StoreError> {
     let mut order: Vec<&NewCdr<'_>> = new.iter().collect();
     order.sort_by(|a, b| {
         (&a.record.session_id, &a.record.dedup_key)
@@ -157,7 +167,7 @@ pub async fn insert(
         });
     }
     let arguments = arrays.into_arguments().map_err(table::encode_failed)?;
-    let stored: Vec<(Uuid, String)> = sqlx::query_as_with(&INSERT_CDRS, arguments)
+    let stored = sqlx::query_as_with(&INSERT_CDRS, arguments)
         .fetch_all(connection)
         .await?;
     Ok(stored)

@@ -68,7 +68,7 @@ static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into call_events ({}) select {} from {}
          on conflict (fingerprint) do nothing
-         returning fingerprint",
+         returning id, fingerprint",
         table::names(&written),
         table::names(&written),
         table::unnest(&written),
@@ -82,13 +82,14 @@ pub struct NewEvent<'a> {
     pub event: &'a StatusEvent,
 }
 
-/// Stores events in one statement; returns the fingerprints that were new. A redelivered event
-/// hits the fingerprint's unique constraint and is skipped, so concurrent redeliveries cannot
-/// both insert. Rows go in fingerprint order, so two writers never wait on each other in a cycle.
+/// Stores events in one statement; returns the (id, fingerprint) of those that were new. A
+/// redelivered event hits the fingerprint's unique constraint and is skipped, so concurrent
+/// redeliveries cannot both insert. Rows go in fingerprint order, so two writers never wait on
+/// each other in a cycle; of two equal events in `events`, the first is the one stored.
 pub async fn insert(
     connection: &mut PgConnection,
     events: &[NewEvent<'_>],
-) -> Result<Vec<Vec<u8>>, StoreError> {
+) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
     let mut order: Vec<&NewEvent<'_>> = events.iter().collect();
     order.sort_by_key(|new| new.event.fingerprint);
     let mut arrays = Arrays::with_capacity(order.len());
@@ -99,7 +100,7 @@ pub async fn insert(
         });
     }
     let arguments = arrays.into_arguments().map_err(table::encode_failed)?;
-    let inserted = sqlx::query_scalar_with(&INSERT_EVENTS, arguments)
+    let inserted = sqlx::query_as_with(&INSERT_EVENTS, arguments)
         .fetch_all(connection)
         .await?;
     Ok(inserted)

@@ -64,7 +64,12 @@ pub async fn record(pool: &sqlx::PgPool, call: &PlacedCall) -> Result<(), StoreE
         (call.outcome, &call.session_id, call.operation)
     {
         // Usually the call has just begun; its callbacks can have been quicker, though.
-        let refreshed = super::calls::refresh(&mut tx, std::slice::from_ref(session_id)).await?;
+        let refreshed = super::calls::refresh(
+            &mut tx,
+            std::slice::from_ref(session_id),
+            super::calls::Held::default(),
+        )
+        .await?;
         observations = super::calls::ended(&refreshed);
     }
     tx.commit().await?;

@@ -495,6 +495,82 @@ async fn reprojecting_everything_gives_identical_rows(pool: PgPool) {
     assert_eq!(before.0.len(), 6);
 }
 
+/// The projector computes a call's row from the facts it has just stored without reading them
+/// back; recomputing every row from the stored facts alone gives the same rows. The calls have
+/// events spread over several batches, an unreadable time, an event pushed twice in one batch,
+/// two CDRs of one call (the latest end wins) and a re-pushed fee list.
+#[sqlx::test]
+async fn rows_from_the_held_facts_equal_rows_from_the_stored_ones(pool: PgPool) {
+    let app = spawn_app_with(pool.clone(), |_| {}).await;
+    let client = &app.client;
+    for call in 0..4 {
+        let session = format!("held-{call}");
+        let mut sends = tokio::task::JoinSet::new();
+        for (stage, at) in [
+            ("callout", "2026-11-24 06:00:00"),
+            ("alerting", "2026-11-24 06:00:03"),
+            ("answer", "not a time"),
+            ("disconnect", "2026-11-24 06:00:40"),
+        ] {
+            let body = status_body(stage, &session, json!({"timestamp": at, "stateCode": 0}));
+            for _ in 0..2 {
+                let (client, url, body) =
+                    (client.clone(), app.url("/voicecall/status"), body.clone());
+                sends.spawn(
+                    async move { client.post(url).body(body).send().await.unwrap().status() },
+                );
+            }
+        }
+        for status in sends.join_all().await {
+            assert_eq!(status, 200);
+        }
+    }
+    let cdr = |icid: &str, end: &str| {
+        json!({
+            "direction": 0, "appKey": "app", "icid": icid, "sessionId": "held-0",
+            "callerNum": "+8613800000001", "calleeNum": "+8613800000002",
+            "callOutStartTime": "2026-11-24 06:00:00", "callOutAnswerTime": "2026-11-24 06:00:08",
+            "callEndTime": end, "fwdUnaswRsn": 0, "ulFailReason": 0, "serviceType": "002"
+        })
+    };
+    let two = json!({"eventType": "fee", "feeLst": [
+        cdr("CAE-early", "2026-11-24 06:00:30"), cdr("CAE-late", "2026-11-24 06:00:41")
+    ]})
+    .to_string();
+    app.post("/voicecall/fee", two).await;
+    app.post("/voicecall/fee", fee_body("other", 4)).await;
+    app.post("/voicecall/fee", fee_body("other", 4)).await;
+    app.projected().await;
+
+    let calls = || async {
+        sqlx::query_scalar::<_, String>(
+            "select (to_jsonb(c) - 'updated_at' - 'change_xid')::text from calls c order by session_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let projected = calls().await;
+    let sessions: Vec<String> = sqlx::query_scalar("select session_id from calls")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    store::calls::refresh(&mut tx, &sessions, store::calls::Held::default())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(projected.len(), 8);
+    assert_eq!(calls().await, projected);
+    assert!(projected[0].contains("\"events\": 4"), "{}", projected[0]);
+    assert!(
+        projected[0].contains("06:00:41"),
+        "the later CDR's end: {}",
+        projected[0]
+    );
+}
+
 /// Item 5 of the receipt issue: two legs whose disconnect bodies are byte-identical are two
 /// events (their pushes carry different nonces); a replay of one push is a duplicate (observe)
 /// or refused (enforce).
