@@ -122,7 +122,8 @@ pub async fn project(
         cdrs::insert(&mut *tx, &new_cdrs).await?
     };
 
-    let held = held_facts(&new_events, &inserted_events, &new_cdrs, &inserted_cdrs);
+    let stored_events = first_stored(&new_events, &inserted_events);
+    let held = held_facts(&stored_events, &new_cdrs, &inserted_cdrs);
     let mut sessions = also_refresh;
     sessions.extend(held.events.iter().map(|(_, session, _)| session.clone()));
     sessions.extend(inserted_cdrs.iter().map(|cdr| cdr.session_id.clone()));
@@ -132,19 +133,18 @@ pub async fn project(
     let mut kpis = calls::ended(&refreshed);
     if mode != Mode::Reproject {
         // Reprojection stores again events that were stored (and measured) before.
-        kpis.callback_delays = callback_delays(&new_events, &inserted_events, &refreshed);
+        kpis.callback_delays = callback_delays(&stored_events, &refreshed);
     }
 
-    // Outcomes in id order: of two receipts carrying one new event, the first stored it.
-    let mut claimed_events: HashSet<&[u8]> = HashSet::new();
+    let storing_receipts: HashSet<Uuid> = stored_events
+        .iter()
+        .map(|(_, new)| new.raw_callback_id)
+        .collect();
     let mut projected = Vec::with_capacity(receipts.len());
     for (receipt, callback) in receipts.iter().zip(&parsed) {
         let (outcome, error, records) = match callback {
-            Ok(Callback::Status(event)) => {
-                let fingerprint = &event.fingerprint[..];
-                let stored =
-                    inserted_events.contains_key(fingerprint) && claimed_events.insert(fingerprint);
-                let outcome = if stored {
+            Ok(Callback::Status(_)) => {
+                let outcome = if storing_receipts.contains(&receipt.id) {
                     ReceiptOutcome::Stored
                 } else {
                     ReceiptOutcome::Duplicate
@@ -189,27 +189,37 @@ pub async fn project(
     })
 }
 
-/// The facts this batch stored, as it stored them, for `calls::refresh`: of equal events or of
-/// CDRs with one key, the first (in receipt order) is the one the insert kept.
-fn held_facts(
-    new_events: &[NewEvent<'_>],
+/// The events this batch stored, with their row ids: of receipts carrying one new event, the
+/// first (in id order, as the insert kept it) stored it; the others are duplicates.
+fn first_stored<'n, 'e>(
+    new_events: &'n [NewEvent<'e>],
     inserted_events: &HashMap<Vec<u8>, i64>,
+) -> Vec<(i64, &'n NewEvent<'e>)> {
+    let mut taken: HashSet<&[u8]> = HashSet::new();
+    new_events
+        .iter()
+        .filter_map(|new| {
+            let fingerprint = &new.event.fingerprint[..];
+            let id = *inserted_events.get(fingerprint)?;
+            taken.insert(fingerprint).then_some((id, new))
+        })
+        .collect()
+}
+
+/// The facts this batch stored, as it stored them, for `calls::refresh`: of CDRs with one key,
+/// the first (in receipt order) is the one the insert kept.
+fn held_facts(
+    stored_events: &[(i64, &NewEvent<'_>)],
     new_cdrs: &[NewCdr<'_>],
     inserted_cdrs: &[StoredCdr],
 ) -> calls::Held {
     let mut held = calls::Held::default();
-    let mut taken: HashSet<&[u8]> = HashSet::new();
-    for new in new_events {
-        let fingerprint = &new.event.fingerprint[..];
-        if let Some(id) = inserted_events.get(fingerprint)
-            && taken.insert(fingerprint)
-        {
-            held.events.push((
-                *id,
-                new.event.session_id.clone(),
-                EventFact::stored_from(new.event, new.received_at),
-            ));
-        }
+    for (id, new) in stored_events {
+        held.events.push((
+            *id,
+            new.event.session_id.clone(),
+            EventFact::stored_from(new.event, new.received_at),
+        ));
     }
     let mut first: HashMap<(Uuid, &str, &str), &NewCdr<'_>> = HashMap::new();
     for new in new_cdrs {
@@ -240,22 +250,16 @@ fn held_facts(
 /// The delay of each status event stored for the first time (once, however many receipts of
 /// the batch carried it), labelled as its call now is.
 fn callback_delays(
-    new_events: &[NewEvent<'_>],
-    inserted: &HashMap<Vec<u8>, i64>,
+    stored_events: &[(i64, &NewEvent<'_>)],
     refreshed: &[calls::Refreshed],
 ) -> Vec<CallbackDelay> {
     let records: HashMap<&str, &CallRecord> = refreshed
         .iter()
         .map(|call| (call.record.session_id.as_str(), &call.record))
         .collect();
-    let mut measured: HashSet<&[u8]> = HashSet::new();
-    new_events
+    stored_events
         .iter()
-        .filter(|new| {
-            let fingerprint = &new.event.fingerprint[..];
-            inserted.contains_key(fingerprint) && measured.insert(fingerprint)
-        })
-        .filter_map(|new| {
+        .filter_map(|(_, new)| {
             let event_at = parse_platform_time(new.event.info.timestamp.as_deref()?)?;
             let record = records.get(new.event.session_id.as_str())?;
             Some(record.callback_delay(new.event.event_type.as_str(), event_at, new.received_at))
